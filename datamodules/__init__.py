@@ -1,0 +1,14 @@
+"""DataModules: CIFAR-10/100, Fashion-MNIST and a learnable synthetic set; every batch carries indices."""
+
+from datamodules.base import ImageDataModule
+from datamodules.cifar import CIFAR10DataModule, CIFAR100DataModule
+from datamodules.fashion_mnist import FashionMNISTDataModule
+from datamodules.synthetic import SyntheticDataModule
+
+__all__ = [
+    "ImageDataModule",
+    "CIFAR10DataModule",
+    "CIFAR100DataModule",
+    "FashionMNISTDataModule",
+    "SyntheticDataModule",
+]

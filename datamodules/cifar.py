@@ -1,0 +1,51 @@
+"""CIFAR-10 / CIFAR-100 through ``torchvision.datasets`` (download + MD5 checksum by default)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.error import URLError
+
+import torch
+from torch import Tensor
+from torchvision import datasets
+
+from datamodules.base import ImageDataModule, uint8_hwc_to_chw
+from lightning_modules.errors import ConfigError
+
+
+class CIFAR10DataModule(ImageDataModule):
+    """CIFAR-10 (50k train / 10k test, 32x32 RGB, 10 classes).
+
+    Normalisation: mean (0.4915, 0.4823, 0.4468), std (0.2047, 0.2435, 0.2616) (REFERENCE §1).
+    Looks for ``<data_dir>/cifar-10-batches-py``; downloads it there when missing (``download``).
+    """
+
+    name = "cifar10"
+    num_classes = 10
+    mean = (0.4915, 0.4823, 0.4468)
+    std = (0.2047, 0.2435, 0.2616)
+    _dataset_cls = datasets.CIFAR10
+
+    def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
+        cls = self._dataset_cls
+        folder = Path(self.data_dir) / cls.base_folder
+        try:
+            ds = cls(self.data_dir, train=train, download=self.download)
+        except (URLError, OSError, RuntimeError) as exc:
+            reason = f"download failed ({type(exc).__name__}: {exc})" if self.download else "download=False"
+            raise ConfigError(
+                f"{self.name} not found or corrupted in {folder.resolve()} and {reason}; "
+                f"put the extracted python version there (from {cls.url}), point --data.init_args.data_dir at the folder "
+                "that holds it, or train on Fashion-MNIST offline with --data configs/data/fashion_mnist.yaml"
+            ) from exc
+        return uint8_hwc_to_chw(ds.data), torch.as_tensor(ds.targets, dtype=torch.long)
+
+
+class CIFAR100DataModule(CIFAR10DataModule):
+    """CIFAR-100 by the same code (100 fine classes; its own normalisation statistics)."""
+
+    name = "cifar100"
+    num_classes = 100
+    mean = (0.5071, 0.4865, 0.4409)
+    std = (0.2673, 0.2564, 0.2762)
+    _dataset_cls = datasets.CIFAR100
