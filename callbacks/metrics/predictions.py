@@ -1,0 +1,200 @@
+"""Per-sample predictions of the test set (and optionally of validation epochs), plus confusion matrix.
+
+:class:`PerSamplePredictions` reads what ``test_step`` / ``validation_step`` return
+(``{"index", "label", "logits", ...}``, no second forward pass), gathers all ranks' rows,
+de-duplicates them by index and writes ``index``, ``label``, ``pred`` (and ``logits`` when asked)
+to ``<run_dir>/per_sample/test.npz`` — the file every other per-sample metric adds its columns to.
+It also computes the confusion matrix and per-class accuracy of those de-duplicated rows.
+
+At the very end of ``test`` (``on_test_end``, after every callback has added its arrays) the file
+is logged to W&B as an artifact of type ``per_sample`` and, when ``log_table``, as a
+``wandb.Table`` of its one-dimensional columns (first ``table_max_rows`` rows by index). Nothing is
+sent anywhere when no ``WandbLogger`` is attached.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+from lightning.pytorch.utilities import rank_zero_warn
+
+from callbacks.metrics.confusion import confusion_matrix, confusion_png, per_class_accuracy
+from callbacks.metrics.per_sample import (
+    PerSampleCollector,
+    figure_path,
+    log_artifact_file,
+    log_image,
+    log_scalars,
+    log_table,
+    per_sample_path,
+    read_npz,
+    require_outputs,
+    wandb_logger,
+    write_per_sample,
+)
+from callbacks.run_summary import atomic_write_bytes
+from lightning_modules.errors import check_range
+
+
+class PerSamplePredictions(pl.Callback):
+    """Write ``index``/``label``/``pred`` (``logits``) per test sample; confusion matrix; W&B artifact/table.
+
+    Args:
+        save_logits: also store the ``[N, C]`` logits.
+        every_n_val_epochs: also write ``per_sample/val_epoch<k>.npz`` every this many validation
+            epochs (``k`` = 0-based epoch; 0 = never).
+        confusion: compute the confusion matrix and per-class accuracy (logged as
+            ``<stage>/acc_class_<c>`` scalars, W&B table + image, and ``figures/confusion_<stage>.png``).
+        log_artifact: log ``per_sample/test.npz`` to W&B as an artifact at test end.
+        log_table: also log its 1-D columns as a ``wandb.Table``.
+        table_max_rows: row cap of that table (the rows with the smallest indices).
+    """
+
+    def __init__(
+        self,
+        save_logits: bool = False,
+        every_n_val_epochs: int = 0,
+        confusion: bool = True,
+        log_artifact: bool = True,
+        log_table: bool = False,
+        table_max_rows: int = 10_000,
+    ) -> None:
+        check_range("every_n_val_epochs", every_n_val_epochs, low=0)
+        check_range("table_max_rows", table_max_rows, low=1)
+        self.save_logits = save_logits
+        self.every_n_val_epochs = every_n_val_epochs
+        self.confusion = confusion
+        self.log_artifact = log_artifact
+        self.log_table = log_table
+        self.table_max_rows = table_max_rows
+        self._collector = PerSampleCollector()
+        self._active = False
+        self._num_classes = 0
+        self._summary: dict[str, Any] = {}
+        self._seconds = 0.0
+
+    # -- collection ---------------------------------------------------------------------------
+    def _collect(self, outputs: Any, hook: str) -> None:
+        start = time.perf_counter()
+        out = require_outputs(outputs, ("index", "label", "logits"), who="PerSamplePredictions", hook=hook)
+        self._num_classes = int(out["logits"].shape[1])
+        columns = {"index": out["index"], "label": out["label"], "pred": out["logits"].argmax(dim=1)}
+        if self.save_logits:
+            columns["logits"] = out["logits"].float()
+        self._collector.add(**columns)
+        self._seconds += time.perf_counter() - start
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._collector.clear()
+        self._seconds = 0.0
+
+    def on_test_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if dataloader_idx == 0:
+            self._collect(outputs, "test_step")
+
+    def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        arrays = self._finish(trainer, pl_module, stage="test", prefix="test")
+        if arrays is not None:
+            accuracy = float(np.mean(arrays["pred"] == arrays["label"]))
+            self._summary.update(
+                {
+                    "test_samples": int(len(arrays["index"])),
+                    "per_sample_acc": accuracy,
+                    "per_sample_file": str(per_sample_path(trainer, "test")),
+                }
+            )
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        path = per_sample_path(trainer, "test")
+        if not trainer.is_global_zero or wandb_logger(trainer) is None or not path.exists():
+            return
+        start = time.perf_counter()
+        if self.log_artifact:
+            log_artifact_file(trainer, path, name="per_sample_test", artifact_type="per_sample")
+        if self.log_table:
+            arrays = read_npz(path)
+            columns = [name for name, value in arrays.items() if value.ndim == 1]
+            n = min(len(arrays["index"]), self.table_max_rows)
+            if n < len(arrays["index"]):
+                rank_zero_warn(f"per-sample W&B table capped at table_max_rows={self.table_max_rows} of {len(arrays['index'])} rows")
+            rows = [[arrays[c][i].item() for c in columns] for i in range(n)]
+            log_table(trainer, "test/per_sample", columns, rows)
+        self._seconds += time.perf_counter() - start
+        self._summary["predictions_seconds"] = round(self._seconds, 3)
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        n = self.every_n_val_epochs
+        self._active = n > 0 and not trainer.sanity_checking and (trainer.current_epoch + 1) % n == 0
+        self._collector.clear()
+
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self._active and dataloader_idx == 0:
+            self._collect(outputs, "validation_step")
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._active:
+            self._finish(trainer, pl_module, stage=f"val_epoch{trainer.current_epoch}", prefix="val")
+            self._active = False
+
+    # -- output -------------------------------------------------------------------------------
+    def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, stage: str, prefix: str) -> dict[str, np.ndarray] | None:
+        start = time.perf_counter()
+        arrays = self._collector.gather(trainer)  # collective: every rank calls it
+        self._collector.clear()
+        if arrays is None:
+            return None
+        write_per_sample(trainer, per_sample_path(trainer, stage), arrays)
+        if self.confusion:
+            self._log_confusion(trainer, pl_module, arrays, stage=stage, prefix=prefix)
+        self._seconds += time.perf_counter() - start
+        self._summary["predictions_seconds"] = round(self._seconds, 3)
+        return arrays
+
+    def _log_confusion(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, arrays: dict[str, np.ndarray], *, stage: str, prefix: str
+    ) -> None:
+        num_classes = max(self._num_classes, int(arrays["label"].max()) + 1, int(arrays["pred"].max()) + 1)
+        names = _class_names(trainer, num_classes)
+        matrix = confusion_matrix(arrays["label"], arrays["pred"], num_classes)
+        accuracy = per_class_accuracy(matrix)
+        log_scalars(pl_module, {f"{prefix}/acc_class_{c}": float(a) for c, a in enumerate(accuracy)})
+        if prefix == "test":
+            self._summary["per_class_acc"] = {names[c]: (None if np.isnan(a) else float(a)) for c, a in enumerate(accuracy)}
+        if not trainer.is_global_zero:
+            return
+        png = figure_path(trainer, f"confusion_{stage}.png")
+        atomic_write_bytes(png, confusion_png(matrix, names, title=f"confusion matrix ({stage})"))
+        log_image(trainer, f"{prefix}/confusion_matrix", png)
+        log_table(
+            trainer,
+            f"{prefix}/per_class_accuracy",
+            ["class", "name", "samples", "accuracy"],
+            [[c, names[c], int(matrix[c].sum()), None if np.isnan(a) else float(a)] for c, a in enumerate(accuracy)],
+        )
+        log_table(
+            trainer,
+            f"{prefix}/confusion_table",
+            ["true", "predicted", "count"],
+            [[names[i], names[j], int(matrix[i, j])] for i in range(num_classes) for j in range(num_classes)],
+        )
+
+    def run_summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        """``test_samples``, ``per_sample_acc``, ``per_class_acc``, ``per_sample_file``, ``predictions_seconds``."""
+        return dict(self._summary)
+
+
+def _class_names(trainer: pl.Trainer, num_classes: int) -> list[str]:
+    names = getattr(trainer.datamodule, "class_names", None)
+    if names is not None and len(names) == num_classes:
+        return [str(n) for n in names]
+    return [str(c) for c in range(num_classes)]
+
+
+__all__ = ["PerSamplePredictions"]
