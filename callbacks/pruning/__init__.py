@@ -1,0 +1,37 @@
+"""Pruning: pure mask maths and schedules, and the thin callbacks that own the masks.
+
+* :mod:`callbacks.pruning.schedules` — ``cubic_sparsity`` (Zhu & Gupta staircase), event steps.
+* :mod:`callbacks.pruning.masks` — global / layer-wise magnitude, N:M, channel masks, ``sparsity_of``.
+* :class:`GradualMagnitudePruning` — GMP and ΔGMP (``begin_epoch``).
+* :class:`OneShotPruning` — train dense, prune once, fine-tune with masks fixed.
+"""
+
+from callbacks.pruning.base import PruningCallback
+from callbacks.pruning.gmp import GradualMagnitudePruning
+from callbacks.pruning.masks import (
+    channel_masks,
+    compute_masks,
+    global_magnitude_masks,
+    layer_sparsities,
+    layerwise_magnitude_masks,
+    nm_masks,
+    sparsity_of,
+)
+from callbacks.pruning.oneshot import OneShotPruning
+from callbacks.pruning.schedules import cubic_sparsity, event_index, event_steps
+
+__all__ = [
+    "GradualMagnitudePruning",
+    "OneShotPruning",
+    "PruningCallback",
+    "channel_masks",
+    "compute_masks",
+    "cubic_sparsity",
+    "event_index",
+    "event_steps",
+    "global_magnitude_masks",
+    "layer_sparsities",
+    "layerwise_magnitude_masks",
+    "nm_masks",
+    "sparsity_of",
+]

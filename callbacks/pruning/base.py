@@ -1,0 +1,336 @@
+"""The base pruning callback: owns boolean masks keyed by parameter name and keeps them true.
+
+What every pruning schedule shares (DESIGN.md "How data flows", step 3):
+
+* ``self.masks: dict[name, BoolTensor]`` (True = kept), names as in ``pl_module.named_parameters()``
+  and therefore as in the checkpoint's ``state_dict`` keys. They live in the callback's
+  ``state_dict()``, so a Lightning checkpoint carries them and ``fit(ckpt_path=...)`` resumes them.
+  The model itself is never re-parametrised (no ``weight_orig``/``weight_mask``, no hooks): its
+  state-dict keys are unchanged and a pruned checkpoint loads into a plain model.
+* Before each optimiser step the masked gradients are zeroed; after it the masks are re-applied to
+  the weights in place (``w.mul_(mask)`` under ``no_grad``), so pruned weights stay exactly 0 under
+  momentum and weight decay. At a mask change the optimiser state of pruned entries (momentum
+  buffers, Adam moments) is zeroed as well.
+* Masks change only at schedule events of ``trainer.global_step`` (optimiser steps, so gradient
+  accumulation is accounted for). A subclass says which event is in force at a step
+  (:meth:`event_key`) and its target (:meth:`target_sparsity`); the base changes the masks when the
+  event key changes, which is also right after resuming at any step.
+* DDP: masks are computed on every rank from the weights (identical on every rank under DDP) with
+  deterministic tie-breaking, then rank 0's masks are broadcast and every rank checks that its own
+  were equal (a warning names any difference; rank 0's are used).
+* Logging at each mask change: ``sparsity/global`` (measured from the weights), ``sparsity/target``
+  and ``sparsity/<param name>`` to every logger, plus a ``pruning/layers`` table when a
+  ``WandbLogger`` is attached.
+* ``run_summary()`` adds ``pruning``, ``target_sparsity`` and ``achieved_sparsity`` (zeros / size of
+  the prunable weights, measured) to ``run.json``.
+
+Not supported: strategies that re-wrap parameters (FSDP, DeepSpeed) — the masks are keyed by the
+LightningModule's own parameter names and applied to those tensors.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_warn
+from torch import Tensor, nn
+
+from callbacks.pruning.masks import (
+    compute_masks,
+    layer_sparsities,
+    nm_indivisible,
+    sparsity_of,
+    validate_mask_options,
+)
+from lightning_modules.errors import ConfigError, check_choice
+
+
+class PruningCallback(pl.Callback):
+    """Owns the masks; subclasses decide *when* and *to what sparsity* (see module docstring).
+
+    Args:
+        final_sparsity: target fraction of zeros over the prunable weights, in ``[0, 1)``.
+        scope: ``"global"`` (one threshold over all prunable weights) or ``"layerwise"`` (the same
+            sparsity in each tensor).
+        granularity: ``"unstructured"`` (single weights), ``"nm"`` (N:M along input channels) or
+            ``"channel"`` (whole output filters; layer-wise only).
+        n, m: keep ``n`` of every ``m`` consecutive input-channel weights (``granularity="nm"``);
+            ``final_sparsity = 1 - n/m`` gives the exact N:M pattern.
+        norm: 1 or 2, the filter norm ranking channels (``granularity="channel"``).
+        nm_indivisible: ``"error"`` or ``"skip"``: what to do with a prunable weight whose input
+            channels are not a multiple of ``m`` (e.g. the 3-channel stem conv): stop with an error
+            before training, or leave that tensor dense (a warning names it).
+        min_layer_density: with global scope, every tensor keeps at least this fraction of its
+            weights (its largest |w|), in ``[0, 1 - final_sparsity]``; 0 disables the guard.
+    """
+
+    #: schedule name written to run.json as ``pruning``
+    schedule_name: str = "pruning"
+
+    def __init__(
+        self,
+        final_sparsity: float,
+        *,
+        scope: str = "global",
+        granularity: str = "unstructured",
+        n: int = 2,
+        m: int = 4,
+        norm: int = 1,
+        nm_indivisible: str = "error",
+        min_layer_density: float = 0.0,
+    ) -> None:
+        super().__init__()
+        validate_mask_options(
+            sparsity=final_sparsity, scope=scope, granularity=granularity, n=n, m=m, norm=norm,
+            min_layer_density=min_layer_density,
+        )
+        check_choice("nm_indivisible", nm_indivisible, ("error", "skip"))
+        self.final_sparsity = float(final_sparsity)
+        self.scope = scope
+        self.granularity = granularity
+        self.n = n
+        self.m = m
+        self.norm = norm
+        self.nm_indivisible = nm_indivisible
+        self.min_layer_density = float(min_layer_density)
+        #: name -> BoolTensor (True = kept); empty while the model is dense
+        self.masks: dict[str, Tensor] = {}
+        #: one record per mask change: {"step", "target", "measured"}
+        self.events: list[dict[str, float]] = []
+        self._last_event: int | None = None
+        self._applied_step: int | None = None
+        self._bound: list[tuple[nn.Parameter, Tensor]] = []
+
+    # ------------------------------------------------------------------------------------------
+    # what subclasses define
+    # ------------------------------------------------------------------------------------------
+    def event_key(self, trainer: pl.Trainer, step: int) -> int | None:
+        """Index of the schedule event in force at optimiser step ``step`` (None: no event yet)."""
+        return None
+
+    def target_sparsity(self, trainer: pl.Trainer, step: int) -> float:
+        """Target sparsity of the event in force at ``step``."""
+        return self.final_sparsity
+
+    # ------------------------------------------------------------------------------------------
+    # parameters
+    # ------------------------------------------------------------------------------------------
+    def prunable(self, pl_module: pl.LightningModule) -> dict[str, nn.Parameter]:
+        """The parameters this callback prunes: ``pl_module.prunable_parameters()``, checked.
+
+        With ``granularity="nm"`` and ``nm_indivisible="skip"``, tensors whose input channels are
+        not a multiple of ``m`` are left out (dense).
+        """
+        getter = getattr(pl_module, "prunable_parameters", None)
+        cls = type(self).__name__
+        if getter is None:
+            raise ConfigError(
+                f"{cls} needs model.prunable_parameters(); {type(pl_module).__name__} does not define it"
+            )
+        params = dict(getter())
+        if not params:
+            raise ConfigError(
+                f"{type(pl_module).__name__}.prunable_parameters() is empty; {cls} needs at least one "
+                "Conv2d/Linear weight to prune"
+            )
+        named = dict(pl_module.named_parameters())
+        for name, p in params.items():
+            if named.get(name) is not p:
+                raise ValueError(
+                    f"prunable_parameters() names {name!r}, which is not that parameter's name in "
+                    "named_parameters(); names must match the state-dict keys"
+                )
+        if self.granularity == "nm" and self.nm_indivisible == "skip":
+            skipped = nm_indivisible(params, self.m)
+            params = {k: v for k, v in params.items() if k not in skipped}
+            if not params:
+                raise ConfigError(
+                    f"m={self.m} divides the input channels of no prunable weight; nothing is left to prune"
+                )
+        return params
+
+    def _check_prunable(self, pl_module: pl.LightningModule) -> None:
+        """Validate the module against the options, before training (called from ``setup``)."""
+        params = self.prunable(pl_module)
+        if self.granularity == "nm":
+            bad = nm_indivisible(params, self.m)
+            if bad:
+                w = params[bad[0]]
+                channels = w.shape[1] if w.dim() >= 2 else None
+                raise ConfigError(
+                    f"m={self.m} does not divide the input channels of {bad[0]} ({channels}); choose an m "
+                    "that divides them or set nm_indivisible='skip' to leave such weights dense"
+                )
+            skipped = nm_indivisible(dict(pl_module.prunable_parameters()), self.m)
+            if skipped:
+                rank_zero_warn(f"N:M pruning leaves {', '.join(skipped)} dense: its input channels are not a multiple of m={self.m}")
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._check_prunable(pl_module)
+
+    # ------------------------------------------------------------------------------------------
+    # applying the masks
+    # ------------------------------------------------------------------------------------------
+    def _bind(self, pl_module: pl.LightningModule) -> None:
+        """Move masks to their parameters' devices and cache (param, float mask) pairs."""
+        if not self.masks:
+            self._bound = []
+            return
+        params = self.prunable(pl_module)
+        if set(params) != set(self.masks):
+            missing = sorted(set(params) ^ set(self.masks))
+            raise ValueError(f"pruning masks do not match the model's prunable parameters; differing names: {missing[:5]}")
+        bound = []
+        for name, p in params.items():
+            mask = self.masks[name]
+            if tuple(mask.shape) != tuple(p.shape):
+                raise ValueError(f"pruning mask for {name} has shape {tuple(mask.shape)}, the parameter {tuple(p.shape)}")
+            self.masks[name] = mask.to(device=p.device, dtype=torch.bool)
+            bound.append((p, self.masks[name].to(p.dtype)))
+        self._bound = bound
+
+    @torch.no_grad()
+    def apply_masks(self) -> None:
+        """``w.mul_(mask)`` for every masked parameter (in place, no autograd)."""
+        if self._bound:
+            torch._foreach_mul_([p for p, _ in self._bound], [f for _, f in self._bound])
+
+    @torch.no_grad()
+    def _mask_gradients(self) -> None:
+        pairs = [(p.grad, f) for p, f in self._bound if p.grad is not None]
+        if pairs:
+            torch._foreach_mul_([g for g, _ in pairs], [f for _, f in pairs])
+
+    @torch.no_grad()
+    def _mask_optimizer_state(self, trainer: pl.Trainer) -> None:
+        """Zero momentum/moment buffers of pruned entries, so nothing pushes them after a change."""
+        for optimizer in trainer.optimizers:
+            for p, f in self._bound:
+                for value in optimizer.state.get(p, {}).values():
+                    if isinstance(value, Tensor) and value.shape == p.shape:
+                        value.mul_(f.to(value.dtype))
+
+    # ------------------------------------------------------------------------------------------
+    # changing the masks
+    # ------------------------------------------------------------------------------------------
+    def update_masks(self, trainer: pl.Trainer, pl_module: pl.LightningModule, sparsity: float) -> None:
+        """Recompute the masks for ``sparsity`` from the current weights and apply them everywhere."""
+        params = self.prunable(pl_module)
+        weights = {name: p.detach() for name, p in params.items()}
+        new = compute_masks(
+            weights, sparsity, scope=self.scope, granularity=self.granularity, n=self.n, m=self.m,
+            norm=self.norm, current_masks=self.masks or None, min_layer_density=self.min_layer_density,
+        )
+        self.masks = self._agree_across_ranks(trainer, new)
+        self._bind(pl_module)
+        self.apply_masks()
+        self._mask_optimizer_state(trainer)
+        measured = sparsity_of(weights)
+        self.events.append({"step": int(trainer.global_step), "target": float(sparsity), "measured": measured})
+        empty = [name for name, mask in self.masks.items() if not bool(mask.any())]
+        if empty:
+            rank_zero_warn(
+                f"pruning to sparsity {sparsity:g} left no weights in {', '.join(empty)}; "
+                "set min_layer_density > 0 to keep every layer alive"
+            )
+        self._log(trainer, weights, sparsity, measured)
+
+    def _agree_across_ranks(self, trainer: pl.Trainer, masks: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Broadcast rank 0's masks and check that this rank computed the same ones."""
+        if trainer.world_size <= 1:
+            return masks
+        local = {name: mask.cpu() for name, mask in masks.items()}
+        reference: dict[str, Tensor] = trainer.strategy.broadcast(local, src=0)
+        differing = [name for name in local if not torch.equal(local[name], reference[name])]
+        if differing:
+            warnings.warn(
+                f"rank {trainer.global_rank} computed different masks for {', '.join(differing[:3])}; "
+                "using rank 0's",
+                RuntimeWarning,
+                stacklevel=2,
+            )
+        return {name: reference[name].to(masks[name].device) for name in masks}
+
+    def _maybe_update(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        step = int(trainer.global_step)
+        key = self.event_key(trainer, step)
+        if key is not None and key != self._last_event:
+            self.update_masks(trainer, pl_module, self.target_sparsity(trainer, step))
+            self._last_event = key
+
+    # ------------------------------------------------------------------------------------------
+    # logging and summary
+    # ------------------------------------------------------------------------------------------
+    def _log(self, trainer: pl.Trainer, weights: dict[str, Tensor], target: float, measured: float) -> None:
+        per_layer = layer_sparsities(weights)
+        metrics = {"sparsity/global": measured, "sparsity/target": target}
+        metrics.update({f"sparsity/{name}": value for name, value in per_layer.items()})
+        step = int(trainer.global_step)
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=step)
+            if isinstance(logger, WandbLogger):
+                rows = [[step, name, weights[name].numel(), target, value] for name, value in per_layer.items()]
+                logger.log_table(
+                    key="pruning/layers", columns=["step", "layer", "numel", "target", "sparsity"], data=rows, step=None
+                )
+
+    def achieved_sparsity(self, pl_module: pl.LightningModule) -> float:
+        """Zeros / size over all of ``pl_module.prunable_parameters()``, measured from the weights."""
+        return sparsity_of({name: p.detach() for name, p in pl_module.prunable_parameters().items()})
+
+    def run_summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
+        """``pruning``, ``target_sparsity``, ``achieved_sparsity`` (+ options and the event table)."""
+        return {
+            "pruning": self.schedule_name,
+            "target_sparsity": self.final_sparsity,
+            "achieved_sparsity": self.achieved_sparsity(pl_module),
+            "pruning_scope": self.scope,
+            "pruning_granularity": self.granularity,
+            "pruning_events": [[e["step"], e["target"], e["measured"]] for e in self.events],
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # Lightning hooks
+    # ------------------------------------------------------------------------------------------
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after any checkpoint restore: bind restored masks, re-apply, and catch an event due now
+        self._bind(pl_module)
+        self.apply_masks()
+        self._applied_step = int(trainer.global_step)
+        self._maybe_update(trainer, pl_module)
+
+    def on_before_optimizer_step(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
+    ) -> None:
+        self._mask_gradients()
+
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        step = int(trainer.global_step)
+        if step == self._applied_step:
+            return  # gradient accumulation: no optimiser step since the last call
+        self._applied_step = step
+        self.apply_masks()
+        self._maybe_update(trainer, pl_module)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "masks": {name: mask.detach().cpu().clone() for name, mask in self.masks.items()},
+            "last_event": self._last_event,
+            "events": [dict(e) for e in self.events],
+            "final_sparsity": self.final_sparsity,
+        }
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.masks = {name: mask.to(torch.bool) for name, mask in state_dict.get("masks", {}).items()}
+        self._last_event = state_dict.get("last_event")
+        self.events = [dict(e) for e in state_dict.get("events", [])]
+        self._bound = []
+        self._applied_step = None
+
