@@ -233,7 +233,7 @@ def test_all_metrics_in_run_folder_and_wandb(wandb_env: Path) -> None:
     keys = history_keys(run)
     for key in (
         "test/q_score_mean", "test/q_score_std", "test/z_score_mean", "test/l1_norm_mean",
-        "test/pd_mean", "test/pd_mean_correct", "test/pd_mean_wrong", "test/acc_class_0",
+        "test/pd_mean", "test/pd_mean_correct", "test/pd_mean_wrong",
         "test/q_score_hist", "test/pd_score_hist", "test/umap", "test/confusion_matrix",
         "test/per_class_accuracy", "test/per_sample",
     ):

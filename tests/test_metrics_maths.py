@@ -152,6 +152,22 @@ def test_knn_distance_ties_take_earlier_training_points() -> None:
         knn_predict(train, torch.tensor([0, 0, 1, 1]), query, k=5)
 
 
+def test_knn_many_distance_ties_match_stable_sort_reference() -> None:
+    # integer grid points: many exactly equal distances, computed exactly in float64
+    rng = np.random.default_rng(3)
+    train = rng.integers(-2, 3, size=(120, 2)).astype(np.float64)
+    labels = rng.integers(0, 3, size=120)
+    query = rng.integers(-2, 3, size=(60, 2)).astype(np.float64)
+    for k in (1, 5, 12):
+        expected = []
+        for q in query:
+            d = ((train - q) ** 2).sum(axis=1)
+            nearest = np.argsort(d, kind="stable")[:k]  # ties: earlier training point first
+            expected.append(np.bincount(labels[nearest], minlength=3).argmax())  # ties: lowest class
+        got = knn_predict(torch.from_numpy(train), torch.from_numpy(labels), torch.from_numpy(query), k=k, chunk_bytes=8 * 120 * 7)
+        np.testing.assert_array_equal(got.numpy(), np.array(expected), err_msg=f"k={k}")
+
+
 # -- per-sample store maths -------------------------------------------------------------------
 def test_dedup_sort_and_merge(tmp_path) -> None:
     arrays = {"index": np.array([4, 1, 3, 1, 0, 4]), "pred": np.array([9, 8, 7, 8, 6, 9])}

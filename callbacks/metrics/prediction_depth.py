@@ -89,7 +89,6 @@ def knn_predict(
     if labels.numel() and int(labels.min()) < 0:
         raise ValueError("train_y must be non-negative class indices")
     c = int(labels.max()) + 1 if num_classes is None else num_classes
-    one_hot = torch.nn.functional.one_hot(labels, c).to(torch.float64)  # [N, C]
     bank = train_x.to(torch.float64)
     bank_sq = (bank * bank).sum(dim=1)  # [N]
     rows = max(1, chunk_bytes // (8 * max(n, 1)))
@@ -98,14 +97,21 @@ def knn_predict(
         q = query[start : start + rows].to(device=bank.device, dtype=torch.float64)
         # ‖q − x‖² − ‖q‖² = ‖x‖² − 2 q·x: the same ranking per query row, one GEMM per chunk
         dist = bank_sq.unsqueeze(0) - 2.0 * (q @ bank.T)  # [m, N]
-        kth = torch.topk(dist, k, dim=1, largest=False, sorted=True).values[:, -1:]  # [m, 1]
-        chosen = dist < kth
-        at_kth = dist == kth
-        still = k - chosen.sum(dim=1, keepdim=True)  # how many of the tied points at the k-th distance to take
-        if bool((at_kth.sum(dim=1, keepdim=True) > still).any()):
-            at_kth &= at_kth.cumsum(dim=1) <= still  # the earliest tied training points
-        chosen |= at_kth
-        votes = chosen.to(torch.float64) @ one_hot  # [m, C] exact small integers
+        # one extra neighbour tells whether the k-th distance is tied with a point left out
+        values, nearest = torch.topk(dist, min(k + 1, n), dim=1, largest=False, sorted=True)
+        nearest = nearest[:, :k].contiguous()
+        if k < n:
+            tied = (values[:, k] == values[:, k - 1]).nonzero().squeeze(1)
+            if tied.numel():
+                # rows whose k-th distance is shared beyond the top k: take everything closer, then
+                # the earliest training points at exactly that distance
+                sub, kth = dist[tied], values[tied, k - 1 : k]
+                closer = sub < kth
+                at_kth = sub == kth
+                at_kth &= at_kth.cumsum(dim=1) <= k - closer.sum(dim=1, keepdim=True)
+                nearest[tied] = (closer | at_kth).nonzero()[:, 1].view(len(tied), k)
+        votes = torch.zeros(len(q), c, dtype=torch.long, device=bank.device)
+        votes.scatter_add_(1, labels[nearest], torch.ones_like(nearest))
         preds.append(votes.argmax(dim=1))  # first maximum = lowest class index on a tie
     if not preds:
         return torch.zeros(0, dtype=torch.long, device=query.device)

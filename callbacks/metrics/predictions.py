@@ -27,7 +27,6 @@ from callbacks.metrics.per_sample import (
     figure_path,
     log_artifact_file,
     log_image,
-    log_scalars,
     log_table,
     per_sample_path,
     read_npz,
@@ -46,8 +45,10 @@ class PerSamplePredictions(pl.Callback):
         save_logits: also store the ``[N, C]`` logits.
         every_n_val_epochs: also write ``per_sample/val_epoch<k>.npz`` every this many validation
             epochs (``k`` = 0-based epoch; 0 = never).
-        confusion: compute the confusion matrix and per-class accuracy (logged as
-            ``<stage>/acc_class_<c>`` scalars, W&B table + image, and ``figures/confusion_<stage>.png``).
+        confusion: compute the confusion matrix and per-class accuracy of the de-duplicated rows
+            (W&B tables ``<stage>/per_class_accuracy`` / ``<stage>/confusion_table``, W&B image
+            ``<stage>/confusion_matrix``, ``figures/confusion_<stage>.png``, ``per_class_acc`` in
+            run.json). Scalars ``test/acc_class_<c>`` are the LightningModule's to log.
         log_artifact: log ``per_sample/test.npz`` to W&B as an artifact at test end.
         log_table: also log its 1-D columns as a ``wandb.Table``.
         table_max_rows: row cap of that table (the rows with the smallest indices).
@@ -164,7 +165,6 @@ class PerSamplePredictions(pl.Callback):
         names = _class_names(trainer, num_classes)
         matrix = confusion_matrix(arrays["label"], arrays["pred"], num_classes)
         accuracy = per_class_accuracy(matrix)
-        log_scalars(pl_module, {f"{prefix}/acc_class_{c}": float(a) for c, a in enumerate(accuracy)})
         if prefix == "test":
             self._summary["per_class_acc"] = {names[c]: (None if np.isnan(a) else float(a)) for c, a in enumerate(accuracy)}
         if not trainer.is_global_zero:
