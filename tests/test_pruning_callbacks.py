@@ -501,3 +501,24 @@ def test_ddp_two_ranks_have_identical_masks(tmp_path: Path) -> None:
     assert "computed different masks" in proc.stderr  # rank 1 noticed and took rank 0's masks
     print(f"\nDDP mask hash, both ranks: {ranks[0]['hash'][:16]}..., final sparsity {ranks[0]['measured']:.4f}")
 
+
+
+def _fake_trainer() -> SimpleNamespace:
+    return SimpleNamespace(global_step=0, world_size=1, optimizers=[], loggers=[])
+
+
+def test_warning_when_a_layer_ends_up_empty_and_min_layer_density_prevents_it() -> None:
+    model = TinyNet()
+    with torch.no_grad():
+        model.encoder.conv1.weight.mul_(1e-4)  # the smallest weights of all: global pruning empties the layer
+    pruner = GradualMagnitudePruning(**GMP)
+    with pytest.warns(UserWarning, match=r"left no weights in encoder\.conv1\.weight; set min_layer_density > 0"):
+        pruner.update_masks(_fake_trainer(), model, 0.8)
+    guarded = GradualMagnitudePruning(**GMP, min_layer_density=0.05)
+    fresh = TinyNet()
+    with torch.no_grad():
+        fresh.encoder.conv1.weight.mul_(1e-4)
+    guarded.update_masks(_fake_trainer(), fresh, 0.8)
+    assert int(guarded.masks["encoder.conv1.weight"].sum()) == 11  # ceil(0.05 * 216)
+    total = sum(p.numel() for p in fresh.prunable_parameters().values())
+    assert guarded.achieved_sparsity(fresh) == round(0.8 * total) / total
