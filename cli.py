@@ -19,6 +19,7 @@ exits with status 2 before training starts.
 
 from __future__ import annotations
 
+import logging
 import os
 import secrets
 import sys
@@ -36,6 +37,9 @@ from callbacks.run_summary import RunSummary
 from datamodules.base import ImageDataModule
 from lightning_modules.base import RepresentationModule
 from lightning_modules.errors import ConfigError, check_choice
+
+# "Seed set to N" would precede a one-line config error; the seed is in config.yaml and run.json anyway
+logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
 
 RUN_DIR_ENV = "CONTRASTIVE_PRUNING_RUN_DIR"  # shares one run folder with DDP child processes
 WANDB_PROJECT = "contrastive-pruning"
@@ -173,6 +177,11 @@ class ContrastivePruningCLI(LightningCLI):
         loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=""))
         return loggers
 
+    def before_fit(self) -> None:
+        # validate the model against the trainer and data before any logger, download or step
+        if hasattr(self.model, "check_fit_config"):
+            self.model.check_fit_config(self.trainer.max_epochs, self.datamodule)
+
     def after_fit(self) -> None:
         cfg = self.config_init.get(str(self.subcommand), self.config_init)
         if cfg.get("test_after_fit", True) and not self.trainer.interrupted:
@@ -191,9 +200,23 @@ def main(args: list[str] | None = None) -> None:
             args=args,
             auto_configure_optimizers=False,
         )
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:  # noqa: BLE001 - re-raised unless it is (or wraps) bad user input
+        config_error = find_config_error(exc)
+        if config_error is None:
+            raise
+        print(f"error: {config_error}", file=sys.stderr)
         sys.exit(2)
+
+
+def find_config_error(exc: BaseException | None) -> ConfigError | None:
+    """The :class:`ConfigError` behind ``exc`` (jsonargparse wraps errors raised while instantiating)."""
+    seen: set[int] = set()
+    while exc is not None and id(exc) not in seen:
+        if isinstance(exc, ConfigError):
+            return exc
+        seen.add(id(exc))
+        exc = exc.__cause__ or exc.__context__
+    return None
 
 
 if __name__ == "__main__":

@@ -99,19 +99,23 @@ class RepresentationModule(pl.LightningModule):
         return int(trainer.max_epochs)
 
     # -- validation shared by all methods ------------------------------------------------------
-    def setup(self, stage: str) -> None:
-        if stage != "fit":
-            return
-        max_epochs = self.trainer.max_epochs
+    def check_fit_config(self, max_epochs: int | None, datamodule: Any = None) -> None:
+        """Raise :class:`ConfigError` when this module cannot train for ``max_epochs`` on ``datamodule``.
+
+        Called by the CLI before any logger or training starts, and again from ``setup("fit")``
+        (after callbacks such as One-Shot have set ``finetune_epochs``).
+        """
         if max_epochs is None or max_epochs < 1:
             raise ConfigError(
                 f"trainer.max_epochs={max_epochs!r} is not allowed; it must be a whole number >= 1 "
                 "(the run's length and every phase are counted from it)"
             )
         if self.finetune_epochs >= max_epochs:
-            raise ConfigError(
-                f"finetune_epochs={self.finetune_epochs} must be below trainer.max_epochs={max_epochs}"
-            )
+            raise ConfigError(f"finetune_epochs={self.finetune_epochs} must be below trainer.max_epochs={max_epochs}")
+
+    def setup(self, stage: str) -> None:
+        if stage == "fit":
+            self.check_fit_config(self.trainer.max_epochs, getattr(self.trainer, "datamodule", None))
 
     # -- evaluation ----------------------------------------------------------------------------
     def _eval_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:

@@ -9,6 +9,8 @@ the single-process loss on the concatenated batch.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import torch.distributed as dist
 from torch import Tensor
@@ -22,22 +24,42 @@ def _world() -> tuple[int, int]:
     return 0, 1
 
 
+class _AllGatherWithGrad(torch.autograd.Function):
+    """All-gather whose backward sums every rank's gradient for this rank's slice.
+
+    Written out (instead of ``torch.distributed.nn.functional.all_gather``) because the gradient
+    reaching the gathered slices is often non-contiguous here (the views are transposed), and the
+    gloo all-to-all behind that function's backward mishandles non-contiguous tensors.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> tuple[Tensor, ...]:
+        x = x.contiguous()
+        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
+        dist.all_gather(out, x)
+        return tuple(out)
+
+    @staticmethod
+    def backward(ctx: Any, *grads: Tensor) -> Tensor:
+        stacked = torch.stack([g.contiguous() for g in grads])
+        dist.all_reduce(stacked)
+        return stacked[dist.get_rank()]
+
+
 def _gather_with_grad(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
     """All-gather features (differentiable) and labels; returns them and this rank's row offset."""
     rank, world = _world()
     if world == 1:
         return features, labels, 0
-    from torch.distributed.nn.functional import all_gather as all_gather_grad
-
     sizes = [torch.zeros(1, dtype=torch.long, device=features.device) for _ in range(world)]
     dist.all_gather(sizes, torch.tensor([features.shape[0]], device=features.device))
     if len({int(s) for s in sizes}) != 1:
         raise RuntimeError(
             f"supcon_loss: per-rank batch sizes differ ({[int(s) for s in sizes]}); use drop_last=True for training"
         )
-    all_features = torch.cat(all_gather_grad(features), dim=0)
+    all_features = torch.cat(_AllGatherWithGrad.apply(features), dim=0)
     gathered = [torch.empty_like(labels) for _ in range(world)]
-    dist.all_gather(gathered, labels)
+    dist.all_gather(gathered, labels.contiguous())
     return all_features, torch.cat(gathered, dim=0), rank * features.shape[0]
 
 

@@ -116,11 +116,9 @@ class SupConModel(RepresentationModule):
             return "head"
         return "contrastive"
 
-    def setup(self, stage: str) -> None:
-        super().setup(stage)
-        if stage != "fit":
-            return
-        max_epochs = self._max_epochs()
+    def check_fit_config(self, max_epochs: int | None, datamodule: Any = None) -> None:
+        super().check_fit_config(max_epochs, datamodule)
+        assert max_epochs is not None
         head = self.hparams.head_epochs
         if head + self.finetune_epochs >= max_epochs:
             extra = f" + finetune_epochs={self.finetune_epochs}" if self.finetune_epochs else ""
@@ -128,8 +126,7 @@ class SupConModel(RepresentationModule):
                 f"model.head_epochs={head}{extra} must be below trainer.max_epochs={max_epochs}; "
                 f"the contrastive phase is max_epochs - head_epochs{' - finetune_epochs' if extra else ''} epochs"
             )
-        dm = getattr(self.trainer, "datamodule", None)
-        views = getattr(dm, "views", None)
+        views = getattr(datamodule, "views", None)
         if views is not None and views < 2:
             raise ConfigError(
                 f"data.views={views} is not allowed for contrastive training; it needs >= 2 views "
