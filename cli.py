@@ -28,11 +28,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lightning.pytorch import Callback, Trainer
+from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
+from callbacks.pruning.base import PruningCallback
 from callbacks.run_summary import RunSummary
 from datamodules.base import ImageDataModule
 from lightning_modules.base import RepresentationModule
@@ -85,7 +86,7 @@ class ContrastivePruningCLI(LightningCLI):
         parser.add_argument(
             "--test_after_fit", type=bool, default=True, help="after fit, evaluate the final weights on the test set"
         )
-        parser.add_lightning_class_args(Callback, "pruning", subclass_mode=True, required=False)
+        parser.add_lightning_class_args(PruningCallback, "pruning", subclass_mode=True, required=False)
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
 
     # -- run folder ----------------------------------------------------------------------------
