@@ -44,6 +44,7 @@ logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
 
 RUN_DIR_ENV = "CONTRASTIVE_PRUNING_RUN_DIR"  # shares one run folder with DDP child processes
 WANDB_PROJECT = "contrastive-pruning"
+METHOD_NAMES = {"SupervisedClassifier": "sup", "SupConModel": "supcon"}  # others: class name minus "Model", lower case
 
 
 @dataclass
@@ -74,6 +75,10 @@ class WandbConfigCallback(SaveConfigCallback):
     """Save ``config.yaml`` in the run folder and put the whole resolved config into the W&B run config."""
 
     def save_config(self, trainer: Trainer, pl_module: Any, stage: str) -> None:
+        # rank 0 only (Lightning calls this on global zero): always <run_dir>/config.yaml
+        path = Path(trainer.default_root_dir) / self.config_filename
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.parser.save(self.config, str(path), skip_none=False, overwrite=True, multifile=False)
         config = self.config.as_dict() if hasattr(self.config, "as_dict") else dict(self.config)
         for logger in trainer.loggers:
             if isinstance(logger, WandbLogger):
@@ -121,7 +126,7 @@ class ContrastivePruningCLI(LightningCLI):
         if cfg.run.name:
             return str(cfg.run.name)
         model_cls = str(cfg.model.class_path).rsplit(".", 1)[-1]
-        method = {"SupervisedClassifier": "sup", "SupConModel": "supcon"}.get(model_cls, model_cls.lower())
+        method = METHOD_NAMES.get(model_cls, model_cls.removesuffix("Model").lower())
         if model_cls == "SupConModel" and cfg.model.init_args.get("supervised") is False:
             method = "simclr"
         seed = cfg.get("seed_everything")
@@ -190,6 +195,11 @@ class ContrastivePruningCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> None:
+    argv = sys.argv[1:] if args is None else list(args)
+    if argv[:1] == ["analyze"]:
+        from analysis.cli import main as analyze_main  # population analysis: issue-level subcommand
+
+        sys.exit(analyze_main(argv[1:]))
     try:
         ContrastivePruningCLI(
             RepresentationModule,
@@ -197,7 +207,7 @@ def main(args: list[str] | None = None) -> None:
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_callback=WandbConfigCallback,
-            save_config_kwargs={"overwrite": True},
+            save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
             args=args,
             auto_configure_optimizers=False,
         )
