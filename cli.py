@@ -39,6 +39,14 @@ from datamodules.base import ImageDataModule
 from lightning_modules.base import RepresentationModule
 from lightning_modules.errors import ConfigError, check_choice
 
+class _DropAdverts(logging.Filter):
+    """Lightning prints a product tip at every Trainer start; it is noise in every run's log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.getMessage()).startswith("💡 Tip")
+
+
+logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
 # "Seed set to N" would precede a one-line config error; the seed is in config.yaml and run.json anyway
 logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
 
@@ -144,8 +152,18 @@ class ContrastivePruningCLI(LightningCLI):
             tags.append("dense")
         return tags
 
+    def _check_before_trainer(self, cfg: Any) -> None:
+        """Bad model/trainer combinations and missing data fail here, before the Trainer, loggers or training."""
+        if self.subcommand == "fit" and hasattr(self.model, "check_fit_config"):
+            self.model.check_fit_config(cfg.trainer.get("max_epochs"), self.datamodule)
+        # download / verify the dataset once per node (Lightning's prepare_data contract); DDP
+        # children (LOCAL_RANK > 0) skip it. A missing dataset raises ConfigError here.
+        if self.datamodule is not None and os.environ.get("LOCAL_RANK", "0") == "0":
+            self.datamodule.prepare_data()
+
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         cfg = self.config.get(str(self.subcommand), self.config)
+        self._check_before_trainer(cfg)
         trainer_cfg = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         run_dir = self._run_dir
         trainer_cfg["default_root_dir"] = str(run_dir)
@@ -182,11 +200,6 @@ class ContrastivePruningCLI(LightningCLI):
             )
         loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=""))
         return loggers
-
-    def before_fit(self) -> None:
-        # validate the model against the trainer and data before any logger, download or step
-        if hasattr(self.model, "check_fit_config"):
-            self.model.check_fit_config(self.trainer.max_epochs, self.datamodule)
 
     def after_fit(self) -> None:
         cfg = self.config_init.get(str(self.subcommand), self.config_init)
