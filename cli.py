@@ -24,6 +24,7 @@ import os
 import secrets
 import sys
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,8 @@ class _DropAdverts(logging.Filter):
 
 
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
+# torch 2.14 deprecates an isinstance check Lightning 2.6 still makes on every step's output
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 # "Seed set to N" would precede a one-line config error; the seed is in config.yaml and run.json anyway
 logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
 
