@@ -169,15 +169,15 @@ class PredictionDepth(pl.Callback):
         seed: int = 0,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
     ) -> None:
-        check_range("k", k, low=1)
-        check_choice("reference", reference, REFERENCES)
+        check_range("PredictionDepth.k", k, low=1)
+        check_choice("PredictionDepth.reference", reference, REFERENCES)
         if train_subset_size is not None:
-            check_range("train_subset_size", train_subset_size, low=1)
+            check_range("PredictionDepth.train_subset_size", train_subset_size, low=1)
             if k > train_subset_size:
                 raise ConfigError(
-                    f"k={k} is larger than train_subset_size={train_subset_size}; k must be <= the number of training samples"
+                    f"PredictionDepth.k={k} is larger than train_subset_size={train_subset_size}; k must be <= the number of training samples"
                 )
-        check_range("chunk_bytes", chunk_bytes, low=1)
+        check_range("PredictionDepth.chunk_bytes", chunk_bytes, low=1)
         self.k = k
         self.reference = reference
         self.train_subset_size = train_subset_size
@@ -203,7 +203,9 @@ class PredictionDepth(pl.Callback):
             )
         n_train = len(self._train_loader(trainer).dataset)
         if self.k > n_train:
-            raise ConfigError(f"k={self.k} is larger than the training subset ({n_train} samples); k must be <= {n_train}")
+            raise ConfigError(
+                f"PredictionDepth.k={self.k} is larger than the training subset ({n_train} samples); k must be <= {n_train}"
+            )
 
     def _train_loader(self, trainer: pl.Trainer) -> Any:
         return trainer.datamodule.probe_train_dataloader(

@@ -63,8 +63,8 @@ class PerSamplePredictions(pl.Callback):
         log_table: bool = False,
         table_max_rows: int = 10_000,
     ) -> None:
-        check_range("every_n_val_epochs", every_n_val_epochs, low=0)
-        check_range("table_max_rows", table_max_rows, low=1)
+        check_range("PerSamplePredictions.every_n_val_epochs", every_n_val_epochs, low=0)
+        check_range("PerSamplePredictions.table_max_rows", table_max_rows, low=1)
         self.save_logits = save_logits
         self.every_n_val_epochs = every_n_val_epochs
         self.confusion = confusion

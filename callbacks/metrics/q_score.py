@@ -84,8 +84,8 @@ class QScore(pl.Callback):
     ARRAYS = ("q_score", "z_score", "l1_norm")
 
     def __init__(self, every_n_val_epochs: int = 0, histogram_bins: int = 64) -> None:
-        check_range("every_n_val_epochs", every_n_val_epochs, low=0)
-        check_range("histogram_bins", histogram_bins, low=1, high=512)
+        check_range("QScore.every_n_val_epochs", every_n_val_epochs, low=0)
+        check_range("QScore.histogram_bins", histogram_bins, low=1, high=512)
         self.every_n_val_epochs = every_n_val_epochs
         self.histogram_bins = histogram_bins
         self._collector = PerSampleCollector()
@@ -103,6 +103,7 @@ class QScore(pl.Callback):
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._collector.clear()
+        self._seconds = 0.0
 
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0

@@ -53,11 +53,11 @@ def load_pie_mask(path: str | Path, index: np.ndarray) -> np.ndarray:
     """Boolean ``[len(index)]``: which of the dataset indices ``index`` are PIEs according to ``path``."""
     path = Path(path)
     if not path.exists():
-        raise ConfigError(f"pie_file={str(path)!r} does not exist")
+        raise ConfigError(f"UMAPPlot.pie_file={str(path)!r} does not exist")
     if path.suffix == ".npz":
         with np.load(path, allow_pickle=False) as data:
             if "pie" not in data.files:
-                raise ConfigError(f"pie_file={str(path)!r} has no 'pie' array (found {data.files})")
+                raise ConfigError(f"UMAPPlot.pie_file={str(path)!r} has no 'pie' array (found {data.files})")
             pie = data["pie"].astype(bool)
             pie_index = data["index"] if "index" in data.files else np.arange(len(pie))
         pies = set(pie_index[pie].tolist())
@@ -65,7 +65,7 @@ def load_pie_mask(path: str | Path, index: np.ndarray) -> np.ndarray:
         values = np.load(path, allow_pickle=False)
         pies = set(np.flatnonzero(values).tolist()) if values.dtype == bool else set(values.astype(np.int64).tolist())
     else:
-        raise ConfigError(f"pie_file={str(path)!r} must be a .npz (with a 'pie' column) or a .npy file")
+        raise ConfigError(f"UMAPPlot.pie_file={str(path)!r} must be a .npz (with a 'pie' column) or a .npy file")
     return np.fromiter((int(i) in pies for i in index), dtype=bool, count=len(index))
 
 
@@ -131,12 +131,12 @@ class UMAPPlot(pl.Callback):
         every_n_val_epochs: int = 0,
     ) -> None:
         if subsample is not None and subsample < 3:
-            raise ConfigError(f"subsample={subsample!r} is too small; it must be >= 3 (or null for all test samples)")
-        check_range("n_neighbors", n_neighbors, low=2)
-        check_range("min_dist", min_dist, low=0)
-        check_range("every_n_val_epochs", every_n_val_epochs, low=0)
-        if pie_file is not None and not Path(pie_file).exists():
-            raise ConfigError(f"pie_file={pie_file!r} does not exist")
+            raise ConfigError(f"UMAPPlot.subsample={subsample!r} is too small; it must be >= 3 (or null for all test samples)")
+        check_range("UMAPPlot.n_neighbors", n_neighbors, low=2)
+        check_range("UMAPPlot.min_dist", min_dist, low=0)
+        check_range("UMAPPlot.every_n_val_epochs", every_n_val_epochs, low=0)
+        if pie_file is not None:
+            load_pie_mask(pie_file, np.zeros(0, dtype=np.int64))  # fail now on a missing or malformed file
         self.subsample = subsample
         self.seed = seed
         self.n_neighbors = n_neighbors
