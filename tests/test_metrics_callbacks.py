@@ -314,14 +314,18 @@ def test_ddp_two_processes_match_one(tmp_path: Path) -> None:
     np.testing.assert_array_equal(ddp["index"], np.arange(N_TEST))  # 51 samples: rank 1 got one padded duplicate
     for name in ("label", "pred", "pd_score"):
         np.testing.assert_array_equal(ddp[name], single[name], err_msg=name)
-    for name in ("logits", "q_score", "z_score", "l1_norm"):
+    for name in ("logits", "features", "q_score", "z_score", "l1_norm"):
         np.testing.assert_allclose(ddp[name], single[name], rtol=1e-5, atol=1e-6, err_msg=name)
+    torch.manual_seed(0)
+    model = TinyModel().eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(ddp["features"], model.encode(TinyData().test.images).numpy(), rtol=1e-5, atol=1e-6)
 
 
 def _script(out_dir: str, mode: str) -> None:
     torch.manual_seed(0)
     model, data = TinyModel(), TinyData()
-    callbacks = [PerSamplePredictions(save_logits=True), QScore(), PredictionDepth(k=5)]
+    callbacks = [PerSamplePredictions(save_logits=True, save_features=True), QScore(), PredictionDepth(k=5)]
     extra = {"devices": 2, "strategy": "ddp"} if mode == "ddp" else {}
     trainer = make_trainer(Path(out_dir), callbacks, **extra)
     trainer.test(model, datamodule=data, verbose=False)

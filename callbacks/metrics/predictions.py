@@ -2,7 +2,7 @@
 
 :class:`PerSamplePredictions` reads what ``test_step`` / ``validation_step`` return
 (``{"index", "label", "logits", ...}``, no second forward pass), gathers all ranks' rows,
-de-duplicates them by index and writes ``index``, ``label``, ``pred`` (and ``logits`` when asked)
+de-duplicates them by index and writes ``index``, ``label``, ``pred`` (and ``logits`` / ``features`` when asked)
 to ``<run_dir>/per_sample/test.npz`` — the file every other per-sample metric adds its columns to.
 It also computes the confusion matrix and per-class accuracy of those de-duplicated rows.
 
@@ -43,6 +43,8 @@ class PerSamplePredictions(pl.Callback):
 
     Args:
         save_logits: also store the ``[N, C]`` logits.
+        save_features: also store the ``[N, D]`` representations ``h`` (``features``; 5 MB for
+            10,000 x 128 float32), e.g. for UMAPs of whole populations in ``analysis/``.
         every_n_val_epochs: also write ``per_sample/val_epoch<k>.npz`` every this many validation
             epochs (``k`` = 0-based epoch; 0 = never).
         confusion: compute the confusion matrix and per-class accuracy of the de-duplicated rows
@@ -57,6 +59,7 @@ class PerSamplePredictions(pl.Callback):
     def __init__(
         self,
         save_logits: bool = False,
+        save_features: bool = False,
         every_n_val_epochs: int = 0,
         confusion: bool = True,
         log_artifact: bool = True,
@@ -66,6 +69,7 @@ class PerSamplePredictions(pl.Callback):
         check_range("PerSamplePredictions.every_n_val_epochs", every_n_val_epochs, low=0)
         check_range("PerSamplePredictions.table_max_rows", table_max_rows, low=1)
         self.save_logits = save_logits
+        self.save_features = save_features
         self.every_n_val_epochs = every_n_val_epochs
         self.confusion = confusion
         self.log_artifact = log_artifact
@@ -80,11 +84,14 @@ class PerSamplePredictions(pl.Callback):
     # -- collection ---------------------------------------------------------------------------
     def _collect(self, outputs: Any, hook: str) -> None:
         start = time.perf_counter()
-        out = require_outputs(outputs, ("index", "label", "logits"), who="PerSamplePredictions", hook=hook)
+        needed = ("index", "label", "logits", "features") if self.save_features else ("index", "label", "logits")
+        out = require_outputs(outputs, needed, who="PerSamplePredictions", hook=hook)
         self._num_classes = int(out["logits"].shape[1])
         columns = {"index": out["index"], "label": out["label"], "pred": out["logits"].argmax(dim=1)}
         if self.save_logits:
             columns["logits"] = out["logits"].float()
+        if self.save_features:
+            columns["features"] = out["features"].float()
         self._collector.add(**columns)
         self._seconds += time.perf_counter() - start
 
