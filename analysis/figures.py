@@ -1,0 +1,327 @@
+"""The paper's figures from populations: PNG files under ``<out>/figures/``.
+
+* ``scatter_<metric>_<dataset>_<method>_<schedule>.png`` (paper Figs 2–3): per test sample, the
+  metric averaged over the dense models (x) against the same sample averaged over the pruned
+  models (y), PIEs in red, the identity line in black; one panel per sparsity. Metrics: Q-Score
+  (``q_score``) and prediction depth (``pd_score``) when the runs stored them.
+* ``pies_per_class_<dataset>_<schedule>.png`` (paper Figs 4/7): PIEs per true class, one bar per
+  method, split into the part shared with the other method(s) at the same sparsity and the part
+  unique to it; one panel per sparsity.
+* ``umap_<dataset>.png`` (paper Figs 1/5): a grid, rows = methods, columns = dense and every
+  (schedule, sparsity), each cell the test representations of the population's first model
+  (lowest seed) in 2-D, coloured by class. Source, per run: the ``features`` array of
+  ``per_sample/test.npz`` (embedded here with umap-learn on a fixed random subsample), else the
+  coordinates the :class:`callbacks.metrics.UMAPPlot` callback saved in ``figures/umap_test.npz``;
+  a run with neither is left blank and named in the report, nothing is made up.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from analysis.pies import SettingPies, method_key
+from analysis.runs import DENSE, Population, Run, Setting, Study, method_name, pruning_name
+
+SCATTER_METRICS = (("q_score", "Q-Score"), ("pd_score", "prediction depth"))
+UMAP_FILE = Path("figures") / "umap_test.npz"
+
+
+@dataclass
+class Figure:
+    """A PNG written under ``<out>/figures``: its file name, title and one line on how it was made."""
+
+    name: str
+    title: str
+    how: str
+    png: bytes = field(repr=False)
+
+    def write(self, folder: Path) -> Path:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / self.name
+        path.write_bytes(self.png)
+        return path
+
+
+@dataclass
+class FigureSet:
+    """The figures made plus what could not be drawn and why (reported, never faked)."""
+
+    figures: list[Figure] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _png(fig, *, rect: tuple[float, float, float, float] | None = None) -> bytes:
+    plt = _plt()
+    try:
+        fig.tight_layout(rect=rect)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110)
+        return buffer.getvalue()
+    finally:
+        plt.close(fig)
+
+
+def _pruning_key(pruning: str) -> tuple[int, str]:
+    order = ("gmp", "delta_gmp", "oneshot")
+    return (order.index(pruning) if pruning in order else len(order), pruning)
+
+
+# ---------------------------------------------------------------------------------------------
+# dense vs pruned scatter
+# ---------------------------------------------------------------------------------------------
+def scatter_png(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]], *, metric: str, title: str) -> bytes:
+    """Panels of (title, dense [N], pruned [N], pie bool [N]) scatters with the identity line."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    for ax, (name, x, y, pie) in zip(axes[0], panels):
+        ax.scatter(x[~pie], y[~pie], s=4, color="tab:green", alpha=0.5, linewidths=0, label=f"not PIE ({int((~pie).sum())})")
+        ax.scatter(x[pie], y[pie], s=9, color="tab:red", alpha=0.9, linewidths=0, label=f"PIE ({int(pie.sum())})")
+        finite = np.concatenate([x[np.isfinite(x)], y[np.isfinite(y)]])
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        pad = 0.02 * (hi - lo or 1.0)
+        ax.plot([lo - pad, hi + pad], [lo - pad, hi + pad], color="black", linewidth=1, label="identity")
+        ax.set_xlim(lo - pad, hi + pad)
+        ax.set_ylim(lo - pad, hi + pad)
+        ax.set_title(name, fontsize=10)
+        ax.set_xlabel(f"{metric}, dense models (mean)")
+        ax.set_ylabel(f"{metric}, pruned models (mean)")
+        ax.grid(True, alpha=0.3)
+        ax.legend(fontsize=7, loc="upper left", frameon=False)
+    fig.suptitle(title, fontsize=11)
+    return _png(fig)
+
+
+def scatter_figures(study: Study, pies: dict[Setting, SettingPies]) -> FigureSet:
+    """Dense-vs-pruned per-sample scatter of Q-Score and prediction depth (paper Figs 2–3)."""
+    out = FigureSet()
+    groups: dict[tuple[str, str, str], list[Setting]] = {}
+    for setting in pies:
+        groups.setdefault((setting.dataset, setting.method, setting.pruning), []).append(setting)
+    for (dataset, method, pruning), settings in sorted(groups.items(), key=lambda kv: (kv[0][0], method_key(kv[0][1]), _pruning_key(kv[0][2]))):
+        settings.sort(key=lambda s: s.sparsity)
+        dense = study.populations[settings[0].dense]
+        for array, metric in SCATTER_METRICS:
+            dense_values = dense.stack(array)
+            panels = []
+            for setting in settings:
+                pruned_values = study.populations[setting].stack(array)
+                if dense_values is None or pruned_values is None:
+                    continue
+                (dx, dn), (py, pn) = dense_values, pruned_values
+                panels.append(
+                    (f"{pruning_name(pruning)} {setting.percent}% (n={dn} dense / {pn} pruned)", dx.mean(0), py.mean(0), pies[setting].flags)
+                )
+            label = f"{dataset} · {method_name(method)} · {pruning_name(pruning)}"
+            if not panels:
+                out.missing.append(f"{metric} scatter for {label}: the runs have no {array} in per_sample/test.npz")
+                continue
+            out.figures.append(
+                Figure(
+                    name=f"scatter_{array}_{dataset}_{method}_{pruning}.png",
+                    title=f"{metric}: dense vs pruned, {label}",
+                    how=(
+                        f"x = per-sample {array} averaged over the dense models, y = averaged over the pruned models "
+                        "of that sparsity; red = PIE; black = identity line (points below it lost score under pruning)."
+                    ),
+                    png=scatter_png(panels, metric=metric, title=f"{metric}: dense vs pruned — {label}"),
+                )
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# PIEs per class
+# ---------------------------------------------------------------------------------------------
+def pie_bars_png(panels: Sequence[tuple[str, list[tuple[str, np.ndarray, np.ndarray]]]], *, title: str) -> bytes:
+    """Panels of (title, [(method label, shared per class [C], unique per class [C]), ...]) grouped bars."""
+    plt = _plt()
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(5.0, 5.5 * len(panels)), 4.0), squeeze=False)
+    colors = ("tab:blue", "tab:orange", "tab:purple", "tab:brown")
+    for ax, (name, bars) in zip(axes[0], panels):
+        classes = np.arange(len(bars[0][1]))
+        width = 0.8 / len(bars)
+        for i, (label, shared, unique) in enumerate(bars):
+            x = classes - 0.4 + width * (i + 0.5)
+            color = colors[i % len(colors)]
+            ax.bar(x, shared, width, color=color, alpha=0.45, hatch="//", edgecolor=color, label=f"{label}: shared")
+            ax.bar(x, unique, width, bottom=shared, color=color, label=f"{label}: unique")
+        ax.set_xticks(classes)
+        ax.set_xlabel("true class")
+        ax.set_ylabel("PIEs")
+        ax.set_title(name, fontsize=10)
+        ax.legend(fontsize=7, frameon=False)
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=11)
+    return _png(fig)
+
+
+def pie_bar_figures(pies: dict[Setting, SettingPies]) -> FigureSet:
+    """Per-class PIE bars, shared vs unique between methods at the same sparsity (paper Figs 4/7)."""
+    out = FigureSet()
+    groups: dict[tuple[str, str], dict[float, list[SettingPies]]] = {}
+    for setting, result in pies.items():
+        groups.setdefault((setting.dataset, setting.pruning), {}).setdefault(setting.sparsity, []).append(result)
+    for (dataset, pruning), by_sparsity in sorted(groups.items(), key=lambda kv: (kv[0][0], _pruning_key(kv[0][1]))):
+        panels = []
+        for sparsity in sorted(by_sparsity):
+            members = sorted(by_sparsity[sparsity], key=lambda r: method_key(r.setting.method))
+            bars = []
+            for r in members:
+                others = [o.flags for o in members if o is not r]
+                shared = r.flags & np.logical_or.reduce(others) if others else np.zeros_like(r.flags)
+                c = r.num_classes
+                shared_c = np.bincount(r.labels[shared], minlength=c)[:c]
+                bars.append((f"{method_name(r.setting.method)} ({r.count}, n={r.n_pruned})", shared_c, r.per_class - shared_c))
+            panels.append((f"{pruning_name(pruning)} {round(sparsity * 100)}%", bars))
+        out.figures.append(
+            Figure(
+                name=f"pies_per_class_{dataset}_{pruning}.png",
+                title=f"PIEs per class, {dataset} · {pruning_name(pruning)}",
+                how=(
+                    "PIEs counted by true label, one bar per method; hatched = also a PIE of the other method(s) "
+                    "pruned with the same schedule to the same sparsity (shared), solid = unique to the method."
+                ),
+                png=pie_bars_png(panels, title=f"PIEs per class — {dataset} · {pruning_name(pruning)}"),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# UMAP grid
+# ---------------------------------------------------------------------------------------------
+def _umap_source(run: Run, keep: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, str] | None:
+    """(2-D coordinates, labels, where from) for ``run``, or None when it saved nothing usable."""
+    if run.has("features") and run.arrays["features"].ndim == 2:
+        from callbacks.metrics.umap import umap_embedding  # umap-learn; slow to import (numba)
+
+        coords = umap_embedding(run.arrays["features"][keep].astype(np.float32), seed=seed)
+        return coords, run.arrays["label"][keep], "features"
+    saved = run.path / UMAP_FILE
+    if saved.is_file():
+        with np.load(saved, allow_pickle=False) as data:
+            if {"umap", "label"} <= set(data.files):
+                return np.asarray(data["umap"]), np.asarray(data["label"]), "UMAPPlot callback"
+    return None
+
+
+def umap_grid_png(cells: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, str]], rows: list[str], cols: list[str], *, title: str) -> bytes:
+    plt = _plt()
+    fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.2 * len(cols), 3.2 * len(rows)), squeeze=False)
+    cmap = plt.get_cmap("tab10")
+    for i, row in enumerate(rows):
+        for j, col in enumerate(cols):
+            ax = axes[i][j]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if (i, j) not in cells:
+                ax.text(0.5, 0.5, "no features saved", ha="center", va="center", fontsize=8, color="grey", transform=ax.transAxes)
+            else:
+                coords, labels, caption = cells[(i, j)]
+                for c in np.unique(labels):
+                    sel = labels == c
+                    ax.scatter(coords[sel, 0], coords[sel, 1], s=2, color=cmap(int(c) % 10), alpha=0.7, linewidths=0, label=str(int(c)))
+                ax.set_xlabel(caption, fontsize=7)
+            if i == 0:
+                ax.set_title(col, fontsize=9)
+            if j == 0:
+                ax.set_ylabel(row, fontsize=9)
+    handles, labels = [], []
+    for ax in axes.ravel():
+        h, l = ax.get_legend_handles_labels()
+        if h:
+            handles, labels = h, l
+            break
+    if handles:
+        fig.legend(handles, labels, loc="lower center", ncol=min(10, len(labels)), fontsize=7, markerscale=4, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    return _png(fig, rect=(0, 0.04, 1, 1))
+
+
+def umap_figures(study: Study, *, samples: int = 2000, seed: int = 0) -> FigureSet:
+    """UMAP grid per dataset: rows = methods, columns = dense and every (schedule, sparsity)."""
+    out = FigureSet()
+    if samples == 0:
+        out.missing.append("UMAP grid: disabled (--umap-samples 0)")
+        return out
+    for dataset in study.datasets:
+        pops = study.of(dataset)
+        methods = sorted({s.method for s in pops}, key=method_key)
+        cols = [(DENSE, 0.0)] + sorted({(s.pruning, s.sparsity) for s in pops if not s.is_dense}, key=lambda c: (_pruning_key(c[0]), c[1]))
+        n = len(next(iter(pops.values())).index)
+        rng = np.random.default_rng(seed)
+        keep = np.sort(rng.choice(n, size=samples, replace=False)) if 3 <= samples < n else np.arange(n)
+        cells: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, str]] = {}
+        blank: list[str] = []
+        for i, method in enumerate(methods):
+            for j, (pruning, sparsity) in enumerate(cols):
+                pop: Population | None = pops.get(Setting(dataset, method, pruning, sparsity))
+                if pop is None:
+                    continue
+                source = None
+                for run in pop.runs:
+                    source = _umap_source(run, keep, seed)
+                    if source is not None:
+                        coords, labels, where = source
+                        cells[(i, j)] = (coords, labels, f"seed {run.seed} · {where}")
+                        break
+                if source is None:
+                    blank.append(pop.setting.label())
+        if not cells:
+            out.missing.append(
+                f"UMAP grid for {dataset}: no run has test representations saved — neither a 'features' array in "
+                f"per_sample/test.npz nor figures/umap_test.npz from the UMAPPlot callback ({len(blank)} populations)"
+            )
+            continue
+        if blank:
+            out.missing.append(f"UMAP grid for {dataset}: blank cells, no saved representations for {'; '.join(blank)}")
+        col_names = ["dense" if p == DENSE else f"{pruning_name(p)} {round(s * 100)}%" for p, s in cols]
+        out.figures.append(
+            Figure(
+                name=f"umap_{dataset}.png",
+                title=f"UMAP of the test representations, {dataset}",
+                how=(
+                    "one model per population (lowest seed): 2-D UMAP of its test representations h, coloured by true class; "
+                    f"from per_sample 'features' (umap-learn, {len(keep)} samples, seed {seed}) or else the UMAPPlot "
+                    "callback's saved coordinates — each cell says which."
+                ),
+                png=umap_grid_png(cells, [method_name(m) for m in methods], col_names, title=f"UMAP — {dataset}"),
+            )
+        )
+    return out
+
+
+def all_figures(study: Study, pies: dict[Setting, SettingPies], *, umap_samples: int = 2000) -> FigureSet:
+    """Every figure of the report, in report order, plus the list of what could not be drawn."""
+    result = FigureSet()
+    for part in (scatter_figures(study, pies), pie_bar_figures(pies), umap_figures(study, samples=umap_samples)):
+        result.figures += part.figures
+        result.missing += part.missing
+    return result
+
+
+__all__ = [
+    "Figure",
+    "FigureSet",
+    "all_figures",
+    "pie_bar_figures",
+    "pie_bars_png",
+    "scatter_figures",
+    "scatter_png",
+    "umap_figures",
+    "umap_grid_png",
+]
