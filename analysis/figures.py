@@ -86,7 +86,7 @@ def _pruning_key(pruning: str) -> tuple[int, str]:
 def scatter_png(panels: Sequence[tuple[str, np.ndarray, np.ndarray, np.ndarray]], *, metric: str, title: str) -> bytes:
     """Panels of (title, dense [N], pruned [N], pie bool [N]) scatters with the identity line."""
     plt = _plt()
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.2), squeeze=False)
+    fig, axes = plt.subplots(1, len(panels), figsize=(max(5.6, 4.2 * len(panels)), 4.6), squeeze=False)
     for ax, (name, x, y, pie) in zip(axes[0], panels):
         ax.scatter(x[~pie], y[~pie], s=4, color="tab:green", alpha=0.5, linewidths=0, label=f"not PIE ({int((~pie).sum())})")
         ax.scatter(x[pie], y[pie], s=9, color="tab:red", alpha=0.9, linewidths=0, label=f"PIE ({int(pie.sum())})")

@@ -45,7 +45,8 @@ def render_report(
         f"`{tie}`: {TIE_TEXT[tie]}.",
         f"- **Paper numbers** ({reference.PAPER}) appear beside ours only where the setting matches "
         f"(dataset {reference.DATASET}, same method, schedule and sparsity); the paper used "
-        f"{reference.MODELS_PER_CELL} models per cell.",
+        f"{reference.MODELS_PER_CELL} models per cell. PIE counts depend on the population size: the mode of a few "
+        f"models is noisier (and tied more often), so small populations count more PIEs than 30 models would.",
         f"- Accuracy comes from `per_sample/test.npz` (pred == label over every test image), so it is exact "
         f"even when the run was tested on several devices.",
         "",

@@ -8,12 +8,13 @@ import csv
 import json
 import os
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import TINY_SUP, TINY_SUPCON, run_cli
+from conftest import TINY_SUP, TINY_SUPCON
 from scipy import stats
 
 from analysis.cli import main as analyze
@@ -240,7 +241,13 @@ def test_analyze_population_end_to_end(population: Path, tmp_path: Path, capsys:
     assert "no paper numbers: the paper reports cifar10 only, this is synthetic" in report
 
     # the W&B run (offline, job_type analyze) holds the same tables and images
-    record = read_offline_run(find_offline_run(out / "wandb"))
+    offline = find_offline_run(out / "wandb")
+    inspected = subprocess.run([str(Path(sys.executable).with_name("wandb")), "leet", "inspect", "--json", str(offline)],
+                               capture_output=True, text=True, check=True, timeout=120).stdout  # fmt: skip
+    records = [json.loads(line) for line in inspected.splitlines() if line.strip()]
+    run_records = [r["run"] for r in records if r.get("type") == "run"]
+    assert run_records and run_records[0]["job_type"] == "analyze"
+    record = read_offline_run(offline)
     keys = history_keys(record)
     assert {f"tables/{t}" for t in TABLES} <= keys
     assert {f"figures/{Path(f).stem}" for f in figures} <= keys
@@ -283,6 +290,27 @@ def test_umap_grid_from_the_umap_callback_files(population: Path, tmp_path: Path
     assert "UMAP grid for synthetic: blank cells, no saved representations for synthetic · Sup · GMP 50%" in report
 
 
+def test_paper_numbers_beside_matching_cifar10_settings(population: Path, tmp_path: Path) -> None:
+    """Relabel copies as CIFAR-10 at 90 %: the paper's Table 1/4-5/6 numbers appear beside ours."""
+    runs = tmp_path / "runs"
+    _copy_runs(population, runs, {"sup_dense": SEEDS, "sup_gmp": SEEDS})
+    for path in runs.glob("*/*/run.json"):
+        summary = json.loads(path.read_text())
+        summary["dataset"] = "cifar10"
+        if "pruning" in summary:
+            summary["target_sparsity"] = summary["achieved_sparsity"] = 0.9
+        path.write_text(json.dumps(summary))
+    out = tmp_path / "report"
+    assert analyze(["--runs", str(runs), "--out", str(out), "--wandb-mode", "disabled"]) == 0
+    report = (out / "report.md").read_text()
+    assert f"| 0% | {_acc_cell(population, 'sup_dense')} · paper 90.58 ± 0.38 | – |" in report
+    assert f"| 90% | {_acc_cell(population, 'sup_gmp')} · paper 89.47 ± 0.36 | " in report
+    assert f"{int(_scipy_pies(population, 'sup').sum())} (n=3 dense / 3 pruned) · paper 273 |" in report
+    assert "| 1.44 / 5.73 / 4.15 |" in report and "| 1.39 / 5.66 / 4.21 |" in report
+    assert "≈14.9 vs ≈10.9" in report
+    row = next(r for r in _csv(out / "tables" / "table1.csv") if r["pruning"] == "gmp")
+    assert (row["paper_acc_mean"], row["paper_acc_std"], row["paper_pies"]) == ("89.47", "0.36", "273")
+
 # -- bad input -------------------------------------------------------------------------------------
 def _copy_runs(population: Path, dest: Path, names: dict[str, tuple[int, ...]]) -> None:
     for name, seeds in names.items():
@@ -300,10 +328,17 @@ def _refused(argv: list[str], capsys: pytest.CaptureFixture[str], out: Path) -> 
     return lines[0]
 
 
-def test_glob_matching_nothing_via_the_cli(tmp_path: Path) -> None:
-    done = run_cli("analyze", "--runs", "nothing/*", "--out", "report", cwd=tmp_path)
-    assert done.returncode == 2
-    assert done.stderr.strip().splitlines() == ["error: --runs 'nothing/*' matches no run folder (no run.json at or below it)"]
+def test_glob_matching_nothing_via_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """Through cli.py's own dispatch (`python cli.py analyze ...` = cli.main(["analyze", ...]), in-process)."""
+    import cli
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["analyze", "--runs", "nothing/*", "--out", "report"])
+    assert exit_info.value.code == 2
+    assert capsys.readouterr().err.strip().splitlines() == [
+        "error: --runs 'nothing/*' matches no run folder (no run.json at or below it)"
+    ]
     assert not (tmp_path / "report").exists()
 
 
@@ -407,8 +442,6 @@ def _agent_command(sweep: dict, point: dict[str, object]) -> list[str]:
 
 
 def test_table1_sweeps_parse_and_match_the_loop(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import subprocess
-
     import cli
     import yaml
 
