@@ -18,6 +18,9 @@ What every pruning schedule shares (DESIGN.md "How data flows", step 3):
 * DDP: masks are computed on every rank from the weights (identical on every rank under DDP) with
   deterministic tie-breaking, then rank 0's masks are broadcast and every rank checks that its own
   were equal (a warning names any difference; rank 0's are used).
+  At the end of training every rank hashes its masks (SHA-256, :meth:`mask_sha256`), the digests
+  are all-gathered and ``run_summary()`` reports them, in rank order, as ``mask_sha256_per_rank``:
+  ``run.json`` of a DDP run proves that all ranks ended with identical masks.
 * Logging at each mask change: ``sparsity/global`` (measured from the weights), ``sparsity/target``
   and ``sparsity/<param name>`` to every logger, plus a ``pruning/layers`` table when a
   ``WandbLogger`` is attached.
@@ -30,6 +33,7 @@ LightningModule's own parameter names and applied to those tensors.
 
 from __future__ import annotations
 
+import hashlib
 import warnings
 from typing import Any
 
@@ -104,6 +108,8 @@ class PruningCallback(pl.Callback):
         self._last_event: int | None = None
         self._applied_step: int | None = None
         self._bound: list[tuple[nn.Parameter, Tensor]] = []
+        #: SHA-256 of every rank's masks at the end of training (:meth:`mask_sha256`), rank order
+        self.mask_sha256_per_rank: list[str] | None = None
 
     # ------------------------------------------------------------------------------------------
     # what subclasses define
@@ -283,6 +289,25 @@ class PruningCallback(pl.Callback):
         """Zeros / size over all of ``pl_module.prunable_parameters()``, measured from the weights."""
         return sparsity_of({name: p.detach() for name, p in pl_module.prunable_parameters().items()})
 
+    def mask_sha256(self) -> str:
+        """SHA-256 (hex) of the masks: for each name in sorted order, the name, the shape and the
+        mask's bytes (one byte per entry, True = kept). Equal digests = identical masks."""
+        digest = hashlib.sha256()
+        for name in sorted(self.masks):
+            mask = self.masks[name].detach().to(device="cpu", dtype=torch.bool).contiguous()
+            digest.update(f"{name}:{tuple(mask.shape)}:".encode())
+            digest.update(mask.numpy().tobytes())
+        return digest.hexdigest()
+
+    def gather_mask_sha256(self, trainer: pl.Trainer) -> list[str]:
+        """Every rank's :meth:`mask_sha256`, in rank order (all-gathered; a collective call)."""
+        local = self.mask_sha256()
+        if trainer.world_size <= 1:
+            return [local]
+        as_tensor = torch.tensor(list(bytes.fromhex(local)), dtype=torch.long, device=trainer.strategy.root_device)
+        gathered = trainer.strategy.all_gather(as_tensor).reshape(-1, as_tensor.numel()).cpu()
+        return [bytes(row.tolist()).hex() for row in gathered]
+
     def run_summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         """``pruning``, ``target_sparsity``, ``achieved_sparsity`` (+ options and the event table)."""
         return {
@@ -291,6 +316,7 @@ class PruningCallback(pl.Callback):
             "achieved_sparsity": self.achieved_sparsity(pl_module),
             "pruning_scope": self.scope,
             "pruning_granularity": self.granularity,
+            "mask_sha256_per_rank": self.mask_sha256_per_rank,
             "pruning_events": [[e["step"], e["target"], e["measured"]] for e in self.events],
         }
 
@@ -308,6 +334,10 @@ class PruningCallback(pl.Callback):
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
         self._mask_gradients()
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # every rank hashes its masks; run.json's mask_sha256_per_rank proves they are identical
+        self.mask_sha256_per_rank = self.gather_mask_sha256(trainer)
 
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int

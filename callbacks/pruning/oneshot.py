@@ -86,7 +86,13 @@ class OneShotPruning(PruningCallback):
         super().setup(trainer, pl_module, stage)
         if stage != "fit":
             return
-        max_epochs = trainer.max_epochs
+        self.check_fit_config(trainer.max_epochs, pl_module)
+        pl_module.finetune_epochs = self.finetune_epochs
+
+    def check_fit_config(self, max_epochs: int | None, pl_module: pl.LightningModule) -> None:
+        """Raise :class:`ConfigError` when ``max_epochs`` (``trainer.max_epochs``) cannot hold the
+        fine-tuning phase or the module has none. Called from ``setup``; a CLI can call it before the
+        Trainer and its loggers exist, with the configured ``trainer.max_epochs``."""
         if max_epochs is None or max_epochs < 2 or self.finetune_epochs >= max_epochs:
             high = "max_epochs - 1" if max_epochs is None or max_epochs < 2 else f"{max_epochs - 1:g}"
             raise ConfigError(
@@ -98,7 +104,6 @@ class OneShotPruning(PruningCallback):
                 f"OneShotPruning needs a model with a fine-tuning phase; {type(pl_module).__name__} has no "
                 "finetune_epochs attribute"
             )
-        pl_module.finetune_epochs = self.finetune_epochs
 
     def finetune_optimizer(self, pl_module: pl.LightningModule) -> torch.optim.Optimizer:
         """SGD over the whole network for the fine-tuning phase (REFERENCE §2)."""
