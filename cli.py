@@ -159,6 +159,9 @@ class ContrastivePruningCLI(LightningCLI):
         """Bad model/trainer combinations and missing data fail here, before the Trainer, loggers or training."""
         if self.subcommand == "fit" and hasattr(self.model, "check_fit_config"):
             self.model.check_fit_config(cfg.trainer.get("max_epochs"), self.datamodule)
+        pruning = self._get(self.config_init, "pruning")
+        if self.subcommand == "fit" and isinstance(pruning, PruningCallback):
+            pruning.check_model(self.model)  # e.g. N:M with an m that does not divide a layer's inputs
         # download / verify the dataset once per node (Lightning's prepare_data contract); DDP
         # children (LOCAL_RANK > 0) skip it. A missing dataset raises ConfigError here.
         if self.datamodule is not None and os.environ.get("LOCAL_RANK", "0") == "0":

@@ -26,6 +26,15 @@ What every pruning schedule shares (DESIGN.md "How data flows", step 3):
   ``WandbLogger`` is attached.
 * ``run_summary()`` adds ``pruning``, ``target_sparsity`` and ``achieved_sparsity`` (zeros / size of
   the prunable weights, measured) to ``run.json``.
+* Mask dynamics and cost (:mod:`callbacks.pruning.dynamics`): at each mask change
+  ``pruning/oscillation`` (fraction of mask entries flipped since the previous change; also per
+  tensor, ``pruning/oscillation/<param name>``), ``pruning/newly_pruned`` and ``pruning/revived``;
+  and the theoretical training FLOPs of the pruned layers, ``flops/step_{dense,sparse,saving}`` and
+  ``flops/cumulative_{dense,sparse,saving}`` (also at every epoch end). Layer output sizes come from
+  one forward pass with hooks on the first training batch; a step costs 3x the forward FLOPs of its
+  images through the trained encoder (+1x through a momentum encoder, ``target_pairs()``), each
+  layer scaled by its mask density. ``run.json`` gets ``final_oscillation``, ``mean_oscillation``,
+  ``flops_saving`` (cumulative) and the dense/sparse totals.
 
 Not supported: strategies that re-wrap parameters (FSDP, DeepSpeed) — the masks are keyed by the
 LightningModule's own parameter names and applied to those tensors.
@@ -43,6 +52,15 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
 
+from callbacks.pruning.dynamics import (
+    TRAIN_FORWARD_MULTIPLIER,
+    Branches,
+    MaskChange,
+    TrainingCostMeter,
+    mask_change,
+    mask_densities,
+    mean_oscillation,
+)
 from callbacks.pruning.masks import (
     compute_masks,
     layer_sparsities,
@@ -110,6 +128,9 @@ class PruningCallback(pl.Callback):
         self._bound: list[tuple[nn.Parameter, Tensor]] = []
         #: SHA-256 of every rank's masks at the end of training (:meth:`mask_sha256`), rank order
         self.mask_sha256_per_rank: list[str] | None = None
+        #: mask dynamics and training cost (callbacks.pruning.dynamics)
+        self.cost = TrainingCostMeter()
+        self.last_change: MaskChange | None = None
 
     # ------------------------------------------------------------------------------------------
     # what subclasses define
@@ -175,6 +196,12 @@ class PruningCallback(pl.Callback):
             if skipped:
                 rank_zero_warn(f"N:M pruning leaves {', '.join(skipped)} dense: its input channels are not a multiple of m={self.m}")
 
+    def check_model(self, pl_module: pl.LightningModule) -> None:
+        """Raise :class:`ConfigError` when this callback cannot prune ``pl_module`` (e.g. N:M with an
+        ``m`` that does not divide a layer's input channels). ``cli.py`` calls it before the Trainer
+        exists, so the error is the run's only output; ``setup("fit")`` calls it again."""
+        self._check_prunable(pl_module)
+
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
             self._check_prunable(pl_module)
@@ -228,16 +255,18 @@ class PruningCallback(pl.Callback):
         """Recompute the masks for ``sparsity`` from the current weights and apply them everywhere."""
         params = self.prunable(pl_module)
         weights = {name: p.detach() for name, p in params.items()}
-        new = compute_masks(
-            weights, sparsity, scope=self.scope, granularity=self.granularity, n=self.n, m=self.m,
-            norm=self.norm, current_masks=self.masks or None, min_layer_density=self.min_layer_density,
-        )
+        previous = self.masks
+        new = self.compute_new_masks(trainer, pl_module, weights, sparsity)
         self.masks = self._agree_across_ranks(trainer, new)
         self._bind(pl_module)
         self.apply_masks()
         self._mask_optimizer_state(trainer)
         measured = sparsity_of(weights)
-        self.events.append({"step": int(trainer.global_step), "target": float(sparsity), "measured": measured})
+        change = mask_change(previous or None, self.masks)
+        self.last_change = change
+        self.events.append(
+            {"step": int(trainer.global_step), "target": float(sparsity), "measured": measured, "oscillation": change.flipped}
+        )
         empty = [name for name, mask in self.masks.items() if not bool(mask.any())]
         if empty:
             rank_zero_warn(
@@ -245,6 +274,21 @@ class PruningCallback(pl.Callback):
                 "set min_layer_density > 0 to keep every layer alive"
             )
         self._log(trainer, weights, sparsity, measured)
+        self._log_dynamics(trainer, pl_module, change)
+
+    def compute_new_masks(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, weights: dict[str, Tensor], sparsity: float
+    ) -> dict[str, Tensor]:
+        """New masks for ``sparsity`` from ``weights`` (the current masks stay pruned: no revival).
+
+        The one place a subclass changes *how* masks are chosen: other scores (an EMA of |w|) or a
+        topology update after the magnitude step (drop and regrow). Must be deterministic given the
+        weights, so every DDP rank computes the same masks.
+        """
+        return compute_masks(
+            weights, sparsity, scope=self.scope, granularity=self.granularity, n=self.n, m=self.m,
+            norm=self.norm, current_masks=self.masks or None, min_layer_density=self.min_layer_density,
+        )
 
     def _agree_across_ranks(self, trainer: pl.Trainer, masks: dict[str, Tensor]) -> dict[str, Tensor]:
         """Broadcast rank 0's masks and check that this rank computed the same ones."""
@@ -268,6 +312,49 @@ class PruningCallback(pl.Callback):
         if key is not None and key != self._last_event:
             self.update_masks(trainer, pl_module, self.target_sparsity(trainer, step))
             self._last_event = key
+
+    # ------------------------------------------------------------------------------------------
+    # mask dynamics and training cost
+    # ------------------------------------------------------------------------------------------
+    def target_densities(self) -> dict[str, float]:
+        """Kept fraction of each prunable layer's copy in a momentum encoder, keyed by the *online*
+        parameter name (missing = dense). Plain schedules leave the momentum encoder dense."""
+        return {}
+
+    def branch_costs(self, pl_module: pl.LightningModule) -> Branches:
+        """``(forward passes per image, layer densities)`` of every copy of the prunable layers that a
+        training image goes through: the trained encoder (3 passes: forward and two backward) and,
+        when the module has a momentum encoder (``target_pairs()``), its forward pass."""
+        costs: Branches = [(TRAIN_FORWARD_MULTIPLIER, mask_densities(self.masks))]
+        if callable(getattr(pl_module, "target_pairs", None)):
+            costs.append((1.0, self.target_densities()))
+        return costs
+
+    def _log_dynamics(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, change: MaskChange, prefix: str = "pruning/"
+    ) -> None:
+        metrics = {
+            f"{prefix}oscillation": change.flipped,
+            f"{prefix}newly_pruned": change.newly_pruned,
+            f"{prefix}revived": change.revived,
+        }
+        metrics.update({f"{prefix}oscillation/{name}": value for name, value in change.per_layer.items()})
+        if prefix == "pruning/":
+            metrics.update(self.cost.metrics(self.branch_costs(pl_module), getattr(trainer, "world_size", 1)))
+        for logger in trainer.loggers:
+            logger.log_metrics(metrics, step=int(trainer.global_step))
+
+    def dynamics_summary(self) -> dict[str, Any]:
+        """run.json fields: oscillation at the last mask change and on average over the changes after the
+        first (the first one is measured against the dense network), cumulative FLOPs saving."""
+        oscillations = [e["oscillation"] for e in self.events if "oscillation" in e]
+        return {
+            "final_oscillation": oscillations[-1] if oscillations else 0.0,
+            "mean_oscillation": mean_oscillation(oscillations),
+            "flops_saving": self.cost.total.saving,
+            "train_flops_dense": self.cost.total.dense,
+            "train_flops_sparse": self.cost.total.sparse,
+        }
 
     # ------------------------------------------------------------------------------------------
     # logging and summary
@@ -309,7 +396,8 @@ class PruningCallback(pl.Callback):
         return [bytes(row.tolist()).hex() for row in gathered]
 
     def run_summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        """``pruning``, ``target_sparsity``, ``achieved_sparsity`` (+ options and the event table)."""
+        """``pruning``, ``target_sparsity``, ``achieved_sparsity`` (+ options, the event table and
+        :meth:`dynamics_summary`)."""
         return {
             "pruning": self.schedule_name,
             "target_sparsity": self.final_sparsity,
@@ -318,6 +406,7 @@ class PruningCallback(pl.Callback):
             "pruning_granularity": self.granularity,
             "mask_sha256_per_rank": self.mask_sha256_per_rank,
             "pruning_events": [[e["step"], e["target"], e["measured"]] for e in self.events],
+            **self.dynamics_summary(),
         }
 
     # ------------------------------------------------------------------------------------------
@@ -329,6 +418,12 @@ class PruningCallback(pl.Callback):
         self.apply_masks()
         self._applied_step = int(trainer.global_step)
         self._maybe_update(trainer, pl_module)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
+        if self.cost.layer_flops is None and callable(getattr(pl_module, "encode", None)):
+            # once per fit (also after a resume): layer output sizes from one forward pass
+            self.cost.measure(pl_module, list(self.prunable(pl_module)), pl_module.encode, batch)
+        self.cost.add_batch(batch, self.branch_costs(pl_module), head_phase=_phase(pl_module) == "head")
 
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
@@ -347,7 +442,14 @@ class PruningCallback(pl.Callback):
             return  # gradient accumulation: no optimiser step since the last call
         self._applied_step = step
         self.apply_masks()
+        self.cost.end_step(trainer.world_size)
         self._maybe_update(trainer, pl_module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        metrics = self.cost.metrics()
+        if metrics:
+            for logger in trainer.loggers:
+                logger.log_metrics(metrics, step=int(trainer.global_step))
 
     def state_dict(self) -> dict[str, Any]:
         return {
@@ -355,6 +457,7 @@ class PruningCallback(pl.Callback):
             "last_event": self._last_event,
             "events": [dict(e) for e in self.events],
             "final_sparsity": self.final_sparsity,
+            "flops": self.cost.state_dict(),
         }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -363,4 +466,11 @@ class PruningCallback(pl.Callback):
         self.events = [dict(e) for e in state_dict.get("events", [])]
         self._bound = []
         self._applied_step = None
+        self.cost.load_state_dict(state_dict.get("flops", {}))
 
+
+def _phase(pl_module: pl.LightningModule) -> str | None:
+    try:
+        return str(pl_module.phase)
+    except (AttributeError, NotImplementedError, RuntimeError):
+        return None
