@@ -190,7 +190,9 @@ def test_byol_ema_by_name_matches_hand_computation(tmp_path: Path) -> None:
 
 
 def test_checkpoint_resume_restores_target_encoder_and_its_masks(tmp_path: Path) -> None:
-    make = lambda: SynchronizedPruning(final_sparsity=0.8, begin_step=2, end_step=6, frequency=2, density_gap=0.3)  # noqa: E731
+    make = lambda: SynchronizedPruning(  # noqa: E731
+        final_sparsity=0.8, begin_step=2, end_step=6, frequency=2, density_gap=0.3, score="ema", score_momentum=0.9
+    )
     pl.seed_everything(0, verbose=False)
     first = make()
     ckpt_cb = ModelCheckpoint(dirpath=tmp_path / "ckpt", save_last=True)
@@ -212,6 +214,7 @@ def test_checkpoint_resume_restores_target_encoder_and_its_masks(tmp_path: Path)
         def on_train_start(self, trainer, pl_module) -> None:
             seen["target"] = {k: v.clone() for k, v in pl_module.state_dict().items() if k.startswith("target_encoder.")}
             seen["masks"] = {k: v.clone() for k, v in second.target_masks.items()}
+            seen["scores"] = {k: v.clone() for k, v in second._ema_scores.items()}
 
     pl.seed_everything(1, verbose=False)
     second = make()
@@ -224,6 +227,9 @@ def test_checkpoint_resume_restores_target_encoder_and_its_masks(tmp_path: Path)
     for name, mask in ckpt["callbacks"]["SynchronizedPruning"]["target_masks"].items():
         assert torch.equal(seen["masks"][name], mask)
     assert [e["step"] for e in second.target_events] == [2, 4, 6]  # 2 and 4 restored, 6 after the resume
+    saved_scores = ckpt["callbacks"]["SynchronizedPruning"]["ema_scores"]  # score="ema": EMA of |w| of both encoders
+    assert set(saved_scores) == set(first.masks) | set(first.target_masks)
+    assert all(torch.equal(seen["scores"][k], v) for k, v in saved_scores.items())
     total = sum(p.numel() for p in fresh.prunable_parameters().values())
     assert second.target_achieved_sparsity(fresh) == round(0.5 * total) / total
 
