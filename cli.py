@@ -162,6 +162,8 @@ class ContrastivePruningCLI(LightningCLI):
         pruning = self._get(self.config_init, "pruning")
         if self.subcommand == "fit" and isinstance(pruning, PruningCallback):
             pruning.check_model(self.model)  # e.g. N:M with an m that does not divide a layer's inputs
+        if self.subcommand == "fit" and hasattr(pruning, "check_fit_config"):
+            pruning.check_fit_config(cfg.trainer.get("max_epochs"), self.model)  # e.g. One-Shot finetune_epochs
         # download / verify the dataset once per node (Lightning's prepare_data contract); DDP
         # children (LOCAL_RANK > 0) skip it. A missing dataset raises ConfigError here.
         if self.datamodule is not None and os.environ.get("LOCAL_RANK", "0") == "0":

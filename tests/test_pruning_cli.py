@@ -353,7 +353,7 @@ def test_bad_pruning_input_is_one_line_before_training(
 ) -> None:
     if config == "gmp":  # rejected while the CLI instantiates the callback, before any logger exists
         args = ["fit", *GMP_ARGS, *extra]
-    else:  # rejected in OneShotPruning.setup (see the xfail test below for its W&B run)
+    else:  # rejected by OneShotPruning.check_fit_config, called by the CLI before the Trainer exists
         args = ["fit", *ONESHOT_SUP, "--trainer.max_epochs", "4", "--run.wandb_mode", "disabled", *extra]
     with pytest.raises(SystemExit) as exit_info:
         in_process(args, monkeypatch, tmp_path)
@@ -364,13 +364,6 @@ def test_bad_pruning_input_is_one_line_before_training(
     assert not list(tmp_path.rglob("offline-run-*"))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="OneShotPruning checks finetune_epochs against trainer.max_epochs in setup(), after Lightning has "
-    "created the W&B run (Trainer._run triggers logger.experiment before the setup hooks); cli.py's "
-    "_check_before_trainer should call pruning.check_fit_config(cfg.trainer.max_epochs, model) as it does for "
-    "the model",
-)
 def test_finetune_epochs_error_leaves_no_wandb_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import wandb
 

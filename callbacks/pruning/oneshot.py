@@ -104,6 +104,11 @@ class OneShotPruning(PruningCallback):
                 f"OneShotPruning needs a model with a fine-tuning phase; {type(pl_module).__name__} has no "
                 "finetune_epochs attribute"
             )
+        # hand the fine-tune length to the module now, so its own phase checks (e.g. SupCon's
+        # head_epochs + finetune_epochs < max_epochs) also run before any Trainer or logger exists
+        pl_module.finetune_epochs = self.finetune_epochs
+        if hasattr(pl_module, "check_fit_config"):
+            pl_module.check_fit_config(max_epochs, None)
 
     def finetune_optimizer(self, pl_module: pl.LightningModule) -> torch.optim.Optimizer:
         """SGD over the whole network for the fine-tuning phase (REFERENCE §2)."""
