@@ -58,10 +58,13 @@ def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
     monkeypatch.delenv("CONTRASTIVE_PRUNING_RUN_DIR", raising=False)
+    monkeypatch.delenv("WANDB_SERVICE", raising=False)
 
 
 def cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "CONTRASTIVE_PRUNING_RUN_DIR"}
+    # no WANDB_* from this process: an in-process W&B run leaves WANDB_SERVICE pointing at this
+    # process's wandb-core, and a child attaching to it writes no .wandb file of its own
+    env = {k: v for k, v in os.environ.items() if k != "CONTRASTIVE_PRUNING_RUN_DIR" and not k.startswith("WANDB_")}
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2")
     return env
 
