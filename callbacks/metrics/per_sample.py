@@ -305,3 +305,51 @@ __all__ = [
     "log_table",
     "log_artifact_file",
 ]
+
+
+class PerSampleCallback(pl.Callback):
+    """What every per-sample metric callback shares: collect at test time and, every
+    ``every_n_val_epochs`` validation epochs (never in the sanity check), at validation time.
+
+    Subclasses implement ``_collect(outputs, hook)`` (add one batch's columns to
+    ``self._collector``) and ``_finish(trainer, pl_module, *, stage, prefix)`` (gather and write);
+    validation results go to stage ``val_epoch<k>`` with metric prefix ``val``.
+    """
+
+    def __init__(self, every_n_val_epochs: int = 0) -> None:
+        self.every_n_val_epochs = every_n_val_epochs
+        self._collector = PerSampleCollector()
+        self._active = False
+        self._seconds = 0.0
+
+    def _collect(self, outputs: Any, hook: str) -> None:
+        raise NotImplementedError
+
+    def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, stage: str, prefix: str) -> Any:
+        raise NotImplementedError
+
+    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._collector.clear()
+        self._seconds = 0.0
+
+    def on_test_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if dataloader_idx == 0:
+            self._collect(outputs, "test_step")
+
+    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        n = self.every_n_val_epochs
+        self._active = n > 0 and not trainer.sanity_checking and (trainer.current_epoch + 1) % n == 0
+        self._collector.clear()
+
+    def on_validation_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
+    ) -> None:
+        if self._active and dataloader_idx == 0:
+            self._collect(outputs, "validation_step")
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._active:
+            self._finish(trainer, pl_module, stage=f"val_epoch{trainer.current_epoch}", prefix="val")
+            self._active = False

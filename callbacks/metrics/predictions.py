@@ -23,7 +23,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 
 from callbacks.metrics.confusion import confusion_matrix, confusion_png, per_class_accuracy
 from callbacks.metrics.per_sample import (
-    PerSampleCollector,
+    PerSampleCallback,
     figure_path,
     log_artifact_file,
     log_image,
@@ -38,7 +38,7 @@ from callbacks.run_summary import atomic_write_bytes
 from lightning_modules.errors import check_range
 
 
-class PerSamplePredictions(pl.Callback):
+class PerSamplePredictions(PerSampleCallback):
     """Write ``index``/``label``/``pred`` (``logits``) per test sample; confusion matrix; W&B artifact/table.
 
     Args:
@@ -68,18 +68,15 @@ class PerSamplePredictions(pl.Callback):
     ) -> None:
         check_range("PerSamplePredictions.every_n_val_epochs", every_n_val_epochs, low=0)
         check_range("PerSamplePredictions.table_max_rows", table_max_rows, low=1)
+        super().__init__(every_n_val_epochs)
         self.save_logits = save_logits
         self.save_features = save_features
-        self.every_n_val_epochs = every_n_val_epochs
         self.confusion = confusion
         self.log_artifact = log_artifact
         self.log_table = log_table
         self.table_max_rows = table_max_rows
-        self._collector = PerSampleCollector()
-        self._active = False
         self._num_classes = 0
         self._summary: dict[str, Any] = {}
-        self._seconds = 0.0
 
     # -- collection ---------------------------------------------------------------------------
     def _collect(self, outputs: Any, hook: str) -> None:
@@ -94,16 +91,6 @@ class PerSamplePredictions(pl.Callback):
             columns["features"] = out["features"].float()
         self._collector.add(**columns)
         self._seconds += time.perf_counter() - start
-
-    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._collector.clear()
-        self._seconds = 0.0
-
-    def on_test_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if dataloader_idx == 0:
-            self._collect(outputs, "test_step")
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         arrays = self._finish(trainer, pl_module, stage="test", prefix="test")
@@ -134,22 +121,6 @@ class PerSamplePredictions(pl.Callback):
             log_table(trainer, "test/per_sample", columns, rows)
         self._seconds += time.perf_counter() - start
         self._summary["predictions_seconds"] = round(self._seconds, 3)
-
-    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        n = self.every_n_val_epochs
-        self._active = n > 0 and not trainer.sanity_checking and (trainer.current_epoch + 1) % n == 0
-        self._collector.clear()
-
-    def on_validation_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if self._active and dataloader_idx == 0:
-            self._collect(outputs, "validation_step")
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._active:
-            self._finish(trainer, pl_module, stage=f"val_epoch{trainer.current_epoch}", prefix="val")
-            self._active = False
 
     # -- output -------------------------------------------------------------------------------
     def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, stage: str, prefix: str) -> dict[str, np.ndarray] | None:

@@ -27,7 +27,7 @@ import torch
 from torch import Tensor
 
 from callbacks.metrics.per_sample import (
-    PerSampleCollector,
+    PerSampleCallback,
     log_histogram,
     log_scalars,
     per_sample_path,
@@ -67,7 +67,7 @@ def q_score(h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
     return q, z, l1
 
 
-class QScore(pl.Callback):
+class QScore(PerSampleCallback):
     """Store per-sample Q / Z / ‖ĥ‖₁ of the test representations and log their mean ± std.
 
     Reads ``outputs["features"]`` (the ``[B, D]`` encoder output ``h``) and ``outputs["index"]``
@@ -86,12 +86,9 @@ class QScore(pl.Callback):
     def __init__(self, every_n_val_epochs: int = 0, histogram_bins: int = 64) -> None:
         check_range("QScore.every_n_val_epochs", every_n_val_epochs, low=0)
         check_range("QScore.histogram_bins", histogram_bins, low=1, high=512)
-        self.every_n_val_epochs = every_n_val_epochs
+        super().__init__(every_n_val_epochs)
         self.histogram_bins = histogram_bins
-        self._collector = PerSampleCollector()
-        self._active = False
         self._means: dict[str, float] = {}
-        self._seconds = 0.0
 
     # -- collection ---------------------------------------------------------------------------
     def _collect(self, outputs: Any, hook: str) -> None:
@@ -101,34 +98,8 @@ class QScore(pl.Callback):
         self._collector.add(index=out["index"], q_score=q, z_score=z, l1_norm=l1)
         self._seconds += time.perf_counter() - start
 
-    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._collector.clear()
-        self._seconds = 0.0
-
-    def on_test_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if dataloader_idx == 0:
-            self._collect(outputs, "test_step")
-
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._finish(trainer, pl_module, stage="test", prefix="test")
-
-    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        n = self.every_n_val_epochs
-        self._active = n > 0 and not trainer.sanity_checking and (trainer.current_epoch + 1) % n == 0
-        self._collector.clear()
-
-    def on_validation_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if self._active and dataloader_idx == 0:
-            self._collect(outputs, "validation_step")
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._active:
-            self._finish(trainer, pl_module, stage=f"val_epoch{trainer.current_epoch}", prefix="val")
-            self._active = False
 
     # -- output -------------------------------------------------------------------------------
     def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, stage: str, prefix: str) -> None:

@@ -26,7 +26,7 @@ import lightning.pytorch as pl
 import numpy as np
 
 from callbacks.metrics.per_sample import (
-    PerSampleCollector,
+    PerSampleCallback,
     figure_path,
     log_image,
     require_outputs,
@@ -108,7 +108,7 @@ def umap_png(
         plt.close(fig)
 
 
-class UMAPPlot(pl.Callback):
+class UMAPPlot(PerSampleCallback):
     """UMAP of the test representations -> ``figures/umap_test.png`` + W&B image ``test/umap``.
 
     Args:
@@ -142,42 +142,20 @@ class UMAPPlot(pl.Callback):
         self.n_neighbors = n_neighbors
         self.min_dist = min_dist
         self.pie_file = pie_file
-        self.every_n_val_epochs = every_n_val_epochs
-        self._collector = PerSampleCollector()
-        self._active = False
+        super().__init__(every_n_val_epochs)
         self._summary: dict[str, Any] = {}
 
-    def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._collector.clear()
+    def _collect(self, outputs: Any, hook: str) -> None:
+        out = require_outputs(outputs, ("index", "label", "features"), who="UMAPPlot", hook=hook)
+        self._collector.add(index=out["index"], label=out["label"], features=out["features"].float())
 
-    def on_test_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if dataloader_idx == 0:
-            out = require_outputs(outputs, ("index", "label", "features"), who="UMAPPlot", hook="test_step")
-            self._collector.add(index=out["index"], label=out["label"], features=out["features"].float())
+    def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, stage: str, prefix: str) -> Path | None:
+        return self._plot(trainer, stage=stage, key=f"{prefix}/umap")
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         path = self._plot(trainer, stage="test", key="test/umap")
         if path is not None:
             self._summary["umap_png"] = str(path)
-
-    def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        n = self.every_n_val_epochs
-        self._active = n > 0 and not trainer.sanity_checking and (trainer.current_epoch + 1) % n == 0
-        self._collector.clear()
-
-    def on_validation_batch_end(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
-    ) -> None:
-        if self._active and dataloader_idx == 0:
-            out = require_outputs(outputs, ("index", "label", "features"), who="UMAPPlot", hook="validation_step")
-            self._collector.add(index=out["index"], label=out["label"], features=out["features"].float())
-
-    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self._active:
-            self._plot(trainer, stage=f"val_epoch{trainer.current_epoch}", key="val/umap")
-            self._active = False
 
     def _plot(self, trainer: pl.Trainer, *, stage: str, key: str) -> Path | None:
         start = time.perf_counter()
