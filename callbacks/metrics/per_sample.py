@@ -38,6 +38,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from callbacks.run_summary import atomic_write_bytes, run_dir
+from common.distributed import all_gather_rows
 from lightning_modules.errors import ConfigError
 
 INDEX = "index"
@@ -117,28 +118,7 @@ def _check_rows(arrays: Mapping[str, Any], n: int) -> None:
             raise ValueError(f"per-sample array {name!r} has {len(value)} rows, expected {n}")
 
 
-# -- distributed gathering --------------------------------------------------------------------
-def all_gather_rows(trainer: pl.Trainer, tensor: Tensor) -> Tensor:
-    """Concatenate ``tensor`` ``[n_r, ...]`` of every rank ``r`` along dim 0 (ranks may differ in ``n_r``).
-
-    A collective: every rank must call it, in the same order. Single process: returns ``tensor``.
-    The result is on CPU.
-    """
-    if trainer.world_size == 1:
-        return tensor.detach().cpu()
-    strategy = trainer.strategy
-    device = strategy.root_device
-    is_bool = tensor.dtype == torch.bool
-    local = tensor.detach().to(device=device, dtype=torch.uint8 if is_bool else tensor.dtype).contiguous()
-    count = torch.tensor([local.shape[0]], device=device, dtype=torch.long)
-    counts = [int(c) for c in strategy.all_gather(count).reshape(-1).tolist()]
-    longest = max(counts)
-    if local.shape[0] < longest:
-        pad = local.new_zeros((longest - local.shape[0], *local.shape[1:]))
-        local = torch.cat([local, pad])
-    gathered = strategy.all_gather(local)  # [world, longest, ...]
-    rows = torch.cat([gathered[rank, :n] for rank, n in enumerate(counts)]).cpu()
-    return rows.bool() if is_bool else rows
+# -- distributed gathering: common.distributed.all_gather_rows ---------------------------------
 
 
 class PerSampleCollector:
