@@ -15,9 +15,9 @@ import torch
 from torch import Tensor
 from torchvision.transforms import v2
 
+from common.data_spec import AUGMENTATIONS
 from lightning_modules.errors import check_choice
 
-AUGMENTATIONS = ("supervised", "contrastive", "none")
 
 
 def _finish(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:

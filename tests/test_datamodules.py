@@ -29,7 +29,7 @@ def fake_cifar(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, n
 
 def test_cifar10_reads_the_on_disk_format_and_batches_carry_indices(fake_cifar) -> None:
     root, test_images = fake_cifar
-    dm = CIFAR10DataModule(data_dir=str(root), batch_size=8, num_workers=0)
+    dm = CIFAR10DataModule(data_dir=str(root), batch_size=8, num_workers=0, augment_on="loader")
     dm.prepare_data()
     dm.setup("fit")
     assert dm.num_classes == 10
@@ -42,16 +42,27 @@ def test_cifar10_reads_the_on_disk_format_and_batches_carry_indices(fake_cifar) 
     train = next(iter(dm.train_dataloader()))
     assert set(train) == {"index", "label", "image"} and train["image"].shape == (8, 3, 32, 32)
     assert len(dm.train_dataloader().dataset) == 100
+    # augment_on=device (the default): the loader yields indices, the batch is augmented after transfer
+    on_device = CIFAR10DataModule(data_dir=str(root), batch_size=8, num_workers=0)
+    on_device.setup("fit")
+    raw = next(iter(on_device.train_dataloader()))
+    assert set(raw) == {"index", "label", "epoch"}
+    done = on_device.on_after_batch_transfer(raw, 0)
+    assert set(done) == {"index", "label", "image"} and done["image"].shape == (8, 3, 32, 32)
+    assert done["image"].dtype == torch.float32
 
 
 def test_cifar10_two_views_for_contrastive_training(fake_cifar) -> None:
     root, _ = fake_cifar
-    dm = CIFAR10DataModule(data_dir=str(root), batch_size=16, views=2, augmentation="contrastive", num_workers=0)
+    dm = CIFAR10DataModule(data_dir=str(root), batch_size=16, views=2, augmentation="contrastive", num_workers=0, augment_on="loader")
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert len(batch["views"]) == 2 and batch["views"][0].shape == (16, 3, 32, 32)
     assert not torch.equal(batch["views"][0], batch["views"][1])  # independently augmented
-    assert len(dm.train_dataloader()) == 100 // 16  # drop_last: equal batches on every rank
+    assert len(dm.train_dataloader()) == 7  # the authors' loaders keep the last incomplete batch: ceil(100 / 16)
+    dropping = CIFAR10DataModule(data_dir=str(root), batch_size=16, views=2, augmentation="contrastive", num_workers=0, drop_last=True)
+    dropping.setup("fit")
+    assert len(dropping.train_dataloader()) == 100 // 16
 
 
 def test_holdout_validation_is_disjoint_from_training(fake_cifar) -> None:
