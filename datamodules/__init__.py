@@ -1,8 +1,8 @@
-"""DataModules: CIFAR-10/100, Fashion-MNIST and a learnable synthetic set; every batch carries indices."""
+"""DataModules: CIFAR-10/100, Fashion-MNIST (full, or the embedded subset) and a learnable synthetic set; every batch carries indices."""
 
 from datamodules.base import ImageDataModule
 from datamodules.cifar import CIFAR10DataModule, CIFAR100DataModule
-from datamodules.fashion_mnist import FashionMNISTDataModule
+from datamodules.fashion_mnist import FashionMNISTDataModule, FashionMNISTMiniDataModule
 from datamodules.synthetic import SyntheticDataModule
 
 __all__ = [
@@ -10,5 +10,6 @@ __all__ = [
     "CIFAR10DataModule",
     "CIFAR100DataModule",
     "FashionMNISTDataModule",
+    "FashionMNISTMiniDataModule",
     "SyntheticDataModule",
 ]

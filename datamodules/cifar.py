@@ -10,6 +10,7 @@ from torch import Tensor
 from torchvision import datasets
 
 from datamodules.base import ImageDataModule, uint8_hwc_to_chw
+from datamodules.fashion_mnist import first_line
 from lightning_modules.errors import ConfigError
 
 
@@ -32,11 +33,13 @@ class CIFAR10DataModule(ImageDataModule):
         try:
             ds = cls(self.data_dir, train=train, download=self.download)
         except (URLError, OSError, RuntimeError) as exc:
-            reason = f"download failed ({type(exc).__name__}: {exc})" if self.download else "download=False"
+            # one line: torchvision's texts can span lines; keep the type and the first line
+            reason = f"download failed ({first_line(exc)})" if self.download else "download=False"
             raise ConfigError(
                 f"{self.name} not found or corrupted in {folder.resolve()} and {reason}; "
                 f"put the extracted python version there (from {cls.url}), point --data.init_args.data_dir at the folder "
-                "that holds it, or train on Fashion-MNIST offline with --data configs/data/fashion_mnist.yaml"
+                "that holds it, or train offline on Fashion-MNIST (configs/data/fashion_mnist.yaml, needs its idx files) "
+                "or on its embedded subset, which needs nothing: --data configs/data/fashion_mnist_mini.yaml"
             ) from exc
         return uint8_hwc_to_chw(ds.data), torch.as_tensor(ds.targets, dtype=torch.long)
 
