@@ -40,6 +40,8 @@ classifier for the last ``head_epochs``, reported ``test/acc``) and an online pr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import copy
 from typing import Any
 
@@ -48,7 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from lightning_modules.errors import check_range
-from lightning_modules.phased import PhasedRepresentationModule, cosine_factor
+from lightning_modules.phased import PhasedRepresentationModule, check_head_arguments, cosine_factor
 
 
 class MLPHead(nn.Sequential):
@@ -85,7 +87,9 @@ class BYOLModel(PhasedRepresentationModule):
         lr, momentum, weight_decay: SGD of encoder + projector + predictor (cosine over the
             pretraining phase).
         proj_hidden_dim, proj_dim: projector sizes; pred_hidden_dim: predictor hidden size.
-        head_epochs, head_lr, head_momentum, head_weight_decay: the linear-head phase.
+        head_epochs, head_lr, head_momentum, head_weight_decay, head_batch_size, head_augmentation,
+            head_milestones, head_gamma, min_lr_factor: the linear-head phase and the lr floors (see
+            :class:`~lightning_modules.supcon.SupConModel`).
         probe_lr: online probe SGD lr.
     """
 
@@ -106,19 +110,24 @@ class BYOLModel(PhasedRepresentationModule):
         head_lr: float = 0.1,
         head_momentum: float = 0.9,
         head_weight_decay: float = 0.0,
+        head_batch_size: int | None = 256,
+        head_augmentation: str | None = "supervised",
+        head_milestones: Sequence[int] = (60, 75, 90),
+        head_gamma: float = 0.2,
+        min_lr_factor: float = 1e-3,
         probe_lr: float = 0.1,
         in_channels: int = 3,
         depth: int = 16,
         widen_factor: int = 2,
-        channels_last: bool = False,
+        channels_last: bool = True,
     ) -> None:
         check_range("model.base_tau", base_tau, low=0.0, high=1.0)
-        check_range("model.lr", lr, low=0, low_inclusive=False)
-        check_range("model.momentum", momentum, low=0, high=1, high_inclusive=False)
-        check_range("model.weight_decay", weight_decay, low=0)
-        check_range("model.head_lr", head_lr, low=0, low_inclusive=False)
-        check_range("model.probe_lr", probe_lr, low=0, low_inclusive=False)
-        check_range("model.head_epochs", head_epochs, low=1)
+        check_head_arguments(
+            head_epochs=head_epochs, head_lr=head_lr, head_momentum=head_momentum, head_weight_decay=head_weight_decay,
+            head_batch_size=head_batch_size, head_augmentation=head_augmentation, head_milestones=head_milestones,
+            head_gamma=head_gamma, min_lr_factor=min_lr_factor, lr=lr, momentum=momentum, weight_decay=weight_decay,
+            probe_lr=probe_lr,
+        )  # fmt: skip
         for name, value in (("proj_hidden_dim", proj_hidden_dim), ("proj_dim", proj_dim), ("pred_hidden_dim", pred_hidden_dim)):
             check_range(f"model.{name}", value, low=1)
         super().__init__(backbone, num_classes, in_channels, depth, widen_factor, channels_last)

@@ -4,23 +4,36 @@ What SupCon, SimCLR, BYOL and SDCLR share (each only writes its pretraining loss
 counted back from ``trainer.max_epochs``, the one source of truth for a run's length:
 
 1. ``contrastive`` — epochs ``[0, max_epochs - head_epochs - finetune_epochs)``: the method's
-   :meth:`PhasedRepresentationModule.pretrain_step` (encoder + heads). An online linear probe on
-   *detached* features of the first view is trained alongside and logged as ``probe/*`` — it never
-   touches the encoder and is not part of ``train/loss``.
+   :meth:`PhasedRepresentationModule.pretrain_step` (encoder + heads) on the datamodule's
+   (multi-view) loader. An online linear probe on *detached* features of the first view is trained
+   alongside and logged as ``probe/*`` — it never touches the encoder and is not part of
+   ``train/loss``.
 2. ``head`` — the next ``head_epochs``: the encoder is frozen (eval mode, no gradients) and the
-   classifier Linear(D, C) is trained with cross-entropy on view 0. Its accuracy is the reported
-   ``val/acc`` and ``test/acc``.
+   classifier Linear(D, C) is trained with cross-entropy on **its own loader**: the supervised
+   augmentation (crop + flips) at ``head_batch_size`` (Corti et al.'s ``clr_training.py``: batch 256,
+   100 epochs, SGD lr 0.1, momentum 0.9, no weight decay, MultiStepLR [60, 75, 90] x 0.2 chained with
+   cosine annealing to lr * 1e-3, both per epoch). Its accuracy is the reported ``val/acc`` and
+   ``test/acc``. ``head_augmentation: null`` trains on view 0 of the pretraining loader instead.
 3. ``finetune`` — only when a pruning callback sets ``finetune_epochs`` (One-Shot): encoder +
-   classifier trained with cross-entropy (the callback supplies the optimiser).
+   classifier trained with cross-entropy, the whole network in train mode (the callback supplies the
+   optimiser and the loader spec).
+
+Learning rates (one SGD, three parameter groups, stepped per epoch as the authors' schedulers):
+``encoder`` (:meth:`pretrain_parameters`) cosine from ``lr`` to ``lr * min_lr_factor`` over the
+contrastive epochs (the authors' ``CosineAnnealingLR(T_max=epochs, eta_min=lr * 0.1**3)``), then 0;
+``probe`` constant, 0 after pretraining; ``classifier`` 0 until the head phase, then the head schedule
+above (computed by running torch's own ``MultiStepLR`` and ``CosineAnnealingLR`` chained, so it is
+exactly the authors' sequence).
 
 Subclasses call ``self.add_probe()`` at the end of ``__init__`` and ``self.save_hyperparameters()`` with at least ``lr``, ``momentum``,
-``weight_decay``, ``head_epochs``, ``head_lr``, ``head_momentum``, ``head_weight_decay`` and
-``probe_lr`` among their arguments.
+``weight_decay``, ``head_epochs``, ``head_lr``, ``head_momentum``, ``head_weight_decay``, ``head_batch_size``,
+``head_augmentation``, ``head_milestones``, ``head_gamma``, ``min_lr_factor`` and ``probe_lr`` among their arguments.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -28,8 +41,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
+from common.data_spec import AUGMENTATIONS, TrainDataSpec
 from lightning_modules.base import RepresentationModule
-from lightning_modules.errors import ConfigError
+from lightning_modules.errors import ConfigError, check_choice, check_range
 
 
 def cosine_factor(progress: float) -> float:
@@ -37,13 +51,55 @@ def cosine_factor(progress: float) -> float:
     return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
 
 
-class PhasedRepresentationModule(RepresentationModule):
-    """Pretraining phase + linear-head phase (+ optional fine-tuning), probe, optimiser, schedules.
+def cosine_annealing_factors(epochs: int, min_factor: float) -> list[float]:
+    """lr / base lr at each epoch of ``torch.optim.lr_scheduler.CosineAnnealingLR(T_max=epochs,
+    eta_min=base * min_factor)`` stepped once per epoch: ``m + (1 - m) * cos_factor(e / epochs)``."""
+    return [min_factor + (1.0 - min_factor) * cosine_factor(e / max(1, epochs)) for e in range(epochs)]
 
-    The optimiser is SGD with three parameter groups: ``encoder`` (:meth:`pretrain_parameters`,
-    cosine-annealed over the pretraining phase, then 0), ``probe`` (constant, 0 after
-    pretraining) and ``classifier`` (0 until the head phase, then cosine over it).
-    """
+
+def chained_head_factors(epochs: int, milestones: Sequence[int], gamma: float, min_factor: float) -> list[float]:
+    """lr / base lr at each head epoch of the authors' schedule: ``MultiStepLR(milestones, gamma)``
+    and ``CosineAnnealingLR(T_max=epochs, eta_min=base * min_factor)`` both stepped after every epoch
+    (chained), obtained by running the two torch schedulers on a dummy optimiser."""
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=1.0)
+    multistep = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=list(milestones), gamma=gamma)
+    cosine = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=max(1, epochs), eta_min=min_factor)
+    factors = []
+    for _ in range(epochs):
+        factors.append(float(optimizer.param_groups[0]["lr"]))
+        optimizer.step()
+        multistep.step()
+        cosine.step()
+    return factors
+
+
+def check_head_arguments(
+    *, head_epochs: int, head_lr: float, head_momentum: float, head_weight_decay: float, head_batch_size: int | None,
+    head_augmentation: str | None, head_milestones: Sequence[int], head_gamma: float, min_lr_factor: float,
+    lr: float, momentum: float, weight_decay: float, probe_lr: float,
+) -> None:
+    """Raise :class:`ConfigError` (one line) for a bad argument shared by every phased method."""
+    check_range("model.lr", lr, low=0, low_inclusive=False)
+    check_range("model.momentum", momentum, low=0, high=1, high_inclusive=False)
+    check_range("model.weight_decay", weight_decay, low=0)
+    check_range("model.head_epochs", head_epochs, low=1)
+    check_range("model.head_lr", head_lr, low=0, low_inclusive=False)
+    check_range("model.head_momentum", head_momentum, low=0, high=1, high_inclusive=False)
+    check_range("model.head_weight_decay", head_weight_decay, low=0)
+    if head_batch_size is not None:
+        check_range("model.head_batch_size", head_batch_size, low=1)
+    if head_augmentation is not None:
+        check_choice("model.head_augmentation", head_augmentation, AUGMENTATIONS)
+    for milestone in head_milestones:
+        check_range("model.head_milestones", milestone, low=1)
+    check_range("model.head_gamma", head_gamma, low=0, low_inclusive=False)
+    check_range("model.min_lr_factor", min_lr_factor, low=0, high=1)
+    check_range("model.probe_lr", probe_lr, low=0, low_inclusive=False)
+
+
+class PhasedRepresentationModule(RepresentationModule):
+    """Pretraining phase + linear-head phase (+ optional fine-tuning), probe, optimiser, schedules."""
 
     def __init__(
         self,
@@ -64,7 +120,6 @@ class PhasedRepresentationModule(RepresentationModule):
         """
         self.probe = nn.Linear(self.feature_dim, self.num_classes)
         self.probe_train_acc = MulticlassAccuracy(self.num_classes, average="micro")
-        self.probe_val_acc = MulticlassAccuracy(self.num_classes, average="micro")
         self.head_train_acc = MulticlassAccuracy(self.num_classes, average="micro")
 
     # -- what a method defines ------------------------------------------------------------------
@@ -82,34 +137,46 @@ class PhasedRepresentationModule(RepresentationModule):
         return [self.encoder]
 
     # -- phases ---------------------------------------------------------------------------------
+    def phase_epochs(self, max_epochs: int) -> list[tuple[str, int]]:
+        if self.finetune_only:
+            return [("finetune", max_epochs)]
+        head = int(self.hparams.head_epochs)
+        return [
+            ("contrastive", max_epochs - head - self.finetune_epochs),
+            ("head", head),
+            ("finetune", self.finetune_epochs),
+        ]
+
+    def train_data_specs(self) -> dict[str, TrainDataSpec | None]:
+        hp = self.hparams
+        head = None
+        if hp.get("head_augmentation") is not None:
+            head = TrainDataSpec(hp.head_augmentation, 1, hp.head_batch_size) if hp.head_batch_size else None
+        return {"contrastive": None, "head": head, "finetune": self.finetune_spec}
+
+    def frozen_modules(self) -> list[nn.Module]:
+        return self.frozen_in_head_phase() if self.phase == "head" else []
+
     def _head_start_epoch(self) -> int:
         return self._finetune_start_epoch() - self.hparams.head_epochs
 
-    @property
-    def phase(self) -> str:
-        epoch = self.current_epoch
-        if self.finetune_epochs and epoch >= self._finetune_start_epoch():
-            return "finetune"
-        if epoch >= self._head_start_epoch():
-            return "head"
-        return "contrastive"
-
     def pretrain_end_step(self) -> int:
         """Optimiser step at which the pretraining phase ends (the head phase starts)."""
-        return self._head_start_epoch() * self._steps_per_epoch()
+        phase = self.plan().phase("contrastive")
+        return 0 if phase is None else phase.end_step
 
     def check_fit_config(self, max_epochs: int | None, datamodule: Any = None) -> None:
         super().check_fit_config(max_epochs, datamodule)
         assert max_epochs is not None
         head = self.hparams.head_epochs
-        if head + self.finetune_epochs >= max_epochs:
+        if not self.finetune_only and head + self.finetune_epochs >= max_epochs:
             extra = f" + finetune_epochs={self.finetune_epochs}" if self.finetune_epochs else ""
             raise ConfigError(
                 f"model.head_epochs={head}{extra} must be below trainer.max_epochs={max_epochs}; "
                 f"the contrastive phase is max_epochs - head_epochs{' - finetune_epochs' if extra else ''} epochs"
             )
         views = getattr(datamodule, "views", None)
-        if views is not None and views < 2:
+        if not self.finetune_only and views is not None and views < 2:
             raise ConfigError(
                 f"data.views={views} is not allowed for contrastive training; it needs >= 2 views "
                 "(set --data.init_args.views 2 or use configs/data/cifar10_contrastive.yaml)"
@@ -119,12 +186,6 @@ class PhasedRepresentationModule(RepresentationModule):
         return self.trainer.state.fn != "fit" or self.phase != "contrastive"
 
     # -- training -------------------------------------------------------------------------------
-    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        # frozen encoder in the head phase: BatchNorm statistics must not move either
-        if self.phase == "head":
-            for module in self.frozen_in_head_phase():
-                module.eval()
-
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self._phase_step(batch, batch_idx)
         if self.trainer.world_size > 1:
@@ -134,13 +195,17 @@ class PhasedRepresentationModule(RepresentationModule):
             loss = loss + 0.0 * sum(p.sum() for p in self.parameters() if p.requires_grad)
         return loss
 
+    @staticmethod
+    def _single_view(batch: dict[str, Tensor]) -> Tensor:
+        """The image of a single-view batch, or view 0 of a multi-view one."""
+        return batch["image"] if "image" in batch else batch["views"][0]
+
     def _phase_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        views: list[Tensor] = batch["views"]
         labels = batch["label"]
         phase = self.phase
         if phase == "head":
             with torch.no_grad():
-                h = self.encode(views[0])
+                h = self.encode(self._single_view(batch))
             logits = self.classifier(h)
             loss = F.cross_entropy(logits, labels)
             self.head_train_acc(logits.detach(), labels)
@@ -148,7 +213,7 @@ class PhasedRepresentationModule(RepresentationModule):
             self.log("train/head_acc", self.head_train_acc, prog_bar=True, on_step=False, on_epoch=True)
             return loss
         if phase == "finetune":
-            logits = self.classify(views[0])
+            logits = self.classify(self._single_view(batch))
             loss = F.cross_entropy(logits, labels)
             self.head_train_acc(logits.detach(), labels)
             self.log("train/finetune_loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
@@ -163,11 +228,32 @@ class PhasedRepresentationModule(RepresentationModule):
         self.log("probe/train_acc", self.probe_train_acc, on_step=False, on_epoch=True)
         return loss + probe_loss  # the probe sees detached features: its gradient never reaches the encoder
 
-    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
-        out = super().validation_step(batch, batch_idx)
-        self.probe_val_acc(self.probe(out["features"]), out["label"])
-        self.log("probe/val_acc", self.probe_val_acc)
-        return out
+    # -- evaluation: the online probe, de-duplicated like the classifier ------------------------
+    def _eval_columns(self, stage: str) -> dict[str, torch.dtype]:
+        columns = super()._eval_columns(stage)
+        if stage == "val":
+            columns["probe_pred"] = torch.long
+        return columns
+
+    def _extra_val_columns(self, out: dict[str, Tensor]) -> dict[str, Tensor]:
+        with torch.no_grad():
+            return {"probe_pred": self.probe(out["features"]).argmax(dim=1)}
+
+    def _log_extra_val(self, rows: dict[str, Tensor]) -> None:
+        self.log("probe/val_acc", (rows["probe_pred"] == rows["label"]).float().mean().item())
+
+    # -- optimiser ------------------------------------------------------------------------------
+    def lr_factors(self, max_epochs: int) -> tuple[list[float], list[float], list[float]]:
+        """Per-epoch lr / base lr of the ``encoder``, ``probe`` and ``classifier`` groups."""
+        hp = self.hparams
+        pretrain = dict(self.phase_epochs(max_epochs)).get("contrastive", 0)
+        head = dict(self.phase_epochs(max_epochs)).get("head", 0)
+        rest = max_epochs - pretrain - head
+        encoder = cosine_annealing_factors(pretrain, hp.min_lr_factor) + [0.0] * (head + rest)
+        probe = [1.0] * pretrain + [0.0] * (head + rest)
+        head_factors = chained_head_factors(head, hp.head_milestones, hp.head_gamma, hp.min_lr_factor)
+        classifier = [0.0] * pretrain + head_factors + [0.0] * rest
+        return encoder, probe, classifier
 
     def configure_optimizers(self) -> Any:
         hp = self.hparams
@@ -186,21 +272,13 @@ class PhasedRepresentationModule(RepresentationModule):
             lr=hp.lr,
             momentum=hp.momentum,
         )
-        steps_per_epoch = self._steps_per_epoch()
-        head_start = self._head_start_epoch() * steps_per_epoch
-        head_steps = hp.head_epochs * steps_per_epoch
+        factors = self.lr_factors(self._max_epochs())
 
-        def encoder_factor(step: int) -> float:  # cosine over the contrastive phase, then frozen
-            return cosine_factor(step / max(1, head_start)) if step < head_start else 0.0
+        def at(table: list[float]) -> Any:
+            return lambda epoch: table[min(int(epoch), len(table) - 1)] if table else 0.0
 
-        def probe_factor(step: int) -> float:
-            return 1.0 if step < head_start else 0.0
-
-        def classifier_factor(step: int) -> float:  # untouched until the head phase, then cosine
-            return 0.0 if step < head_start else cosine_factor((step - head_start) / max(1, head_steps))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [encoder_factor, probe_factor, classifier_factor])
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [at(f) for f in factors])
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
     def run_summary(self) -> dict[str, Any]:
         out = super().run_summary()
@@ -208,4 +286,10 @@ class PhasedRepresentationModule(RepresentationModule):
         return out
 
 
-__all__ = ["PhasedRepresentationModule", "cosine_factor"]
+__all__ = [
+    "PhasedRepresentationModule",
+    "chained_head_factors",
+    "check_head_arguments",
+    "cosine_annealing_factors",
+    "cosine_factor",
+]

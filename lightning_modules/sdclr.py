@@ -29,6 +29,8 @@ linear classifier, reported ``test/acc``) and the online probe ``probe/*``.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import copy
 from typing import Any
 
@@ -47,7 +49,7 @@ from callbacks.pruning.dynamics import (
 from callbacks.pruning.masks import global_magnitude_masks, layer_sparsities, sparsity_of
 from lightning_modules.errors import check_range
 from lightning_modules.losses import supcon_loss
-from lightning_modules.phased import PhasedRepresentationModule
+from lightning_modules.phased import PhasedRepresentationModule, check_head_arguments
 from lightning_modules.supcon import ProjectionHead
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -81,22 +83,27 @@ class SDCLRModel(PhasedRepresentationModule):
         head_lr: float = 0.1,
         head_momentum: float = 0.9,
         head_weight_decay: float = 0.0,
+        head_batch_size: int | None = 256,
+        head_augmentation: str | None = "supervised",
+        head_milestones: Sequence[int] = (60, 75, 90),
+        head_gamma: float = 0.2,
+        min_lr_factor: float = 1e-3,
         probe_lr: float = 0.1,
         proj_hidden_dim: int = 128,
         proj_dim: int = 128,
         in_channels: int = 3,
         depth: int = 16,
         widen_factor: int = 2,
-        channels_last: bool = False,
+        channels_last: bool = True,
     ) -> None:
         check_range("model.prune_percent", prune_percent, low=0.0, high=1.0, high_inclusive=False)
         check_range("model.temperature", temperature, low=0, low_inclusive=False)
-        check_range("model.lr", lr, low=0, low_inclusive=False)
-        check_range("model.momentum", momentum, low=0, high=1, high_inclusive=False)
-        check_range("model.weight_decay", weight_decay, low=0)
-        check_range("model.head_lr", head_lr, low=0, low_inclusive=False)
-        check_range("model.probe_lr", probe_lr, low=0, low_inclusive=False)
-        check_range("model.head_epochs", head_epochs, low=1)
+        check_head_arguments(
+            head_epochs=head_epochs, head_lr=head_lr, head_momentum=head_momentum, head_weight_decay=head_weight_decay,
+            head_batch_size=head_batch_size, head_augmentation=head_augmentation, head_milestones=head_milestones,
+            head_gamma=head_gamma, min_lr_factor=min_lr_factor, lr=lr, momentum=momentum, weight_decay=weight_decay,
+            probe_lr=probe_lr,
+        )  # fmt: skip
         check_range("model.proj_hidden_dim", proj_hidden_dim, low=1)
         check_range("model.proj_dim", proj_dim, low=1)
         super().__init__(backbone, num_classes, in_channels, depth, widen_factor, channels_last)

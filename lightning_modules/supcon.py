@@ -8,13 +8,15 @@ One ``fit`` runs the paper's whole protocol, its phases counted back from ``trai
    labels ignored). An online linear probe on *detached* features is trained alongside and logged
    as ``probe/*`` — it never touches the encoder and is not part of ``train/loss``.
 2. ``head`` — the next ``head_epochs``: the encoder is frozen (eval mode, no gradients) and the
-   classifier Linear(D, C) is trained with cross-entropy on view 0. Its accuracy is the reported
-   ``val/acc`` and ``test/acc``.
+   classifier Linear(D, C) is trained with cross-entropy on its own loader (supervised augmentation,
+   ``head_batch_size``). Its accuracy is the reported ``val/acc`` and ``test/acc``.
 3. ``finetune`` — only when a pruning callback sets ``finetune_epochs`` (One-Shot): encoder +
    classifier trained with cross-entropy (the callback supplies the optimiser).
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +24,7 @@ from torch import Tensor, nn
 
 from lightning_modules.errors import check_choice, check_range
 from lightning_modules.losses import supcon_loss
-from lightning_modules.phased import PhasedRepresentationModule
+from lightning_modules.phased import PhasedRepresentationModule, check_head_arguments
 
 
 class ProjectionHead(nn.Sequential):
@@ -35,9 +37,12 @@ class ProjectionHead(nn.Sequential):
 class SupConModel(PhasedRepresentationModule):
     """SupCon / SimCLR encoder + projection head, followed by a linear classifier in the same fit.
 
-    Defaults are the SCL column of REFERENCE §1: temperature 0.5, base temperature 0.07, SGD lr
-    0.05 momentum 0.9 weight decay 5e-4 with cosine annealing over the contrastive phase, projection
-    Linear(128,128)-ReLU-Linear(128,128).
+    Defaults are the SCL column of REFERENCE §1 with the authors' code values (``clr_training.py``):
+    temperature 0.5, base temperature 0.07, SGD lr 0.05 momentum 0.9 weight decay 4e-4 (the paper
+    says 5e-4) with per-epoch cosine annealing to lr * 1e-3 over the contrastive phase, projection
+    Linear(128,128)-ReLU-Linear(128,128); linear head 100 epochs at batch 256 on the supervised
+    augmentation, SGD lr 0.1 momentum 0.9 no weight decay, MultiStepLR [60, 75, 90] x 0.2 chained
+    with cosine to lr * 1e-3.
 
     Args:
         supervised: SupCon (labels define positives) or SimCLR (``False``: only the other views).
@@ -46,7 +51,11 @@ class SupConModel(PhasedRepresentationModule):
         contrast_mode: ``"all"`` or ``"one"`` anchors (see :func:`supcon_loss`).
         head_epochs: last epochs spent training the linear classifier on the frozen encoder
             (1 <= head_epochs < trainer.max_epochs).
-        head_lr, head_momentum, head_weight_decay: SGD for the classifier (cosine over the head phase).
+        head_lr, head_momentum, head_weight_decay: SGD for the classifier.
+        head_batch_size, head_augmentation: the head phase's own loader (``head_augmentation:
+            null`` = view 0 of the pretraining loader).
+        head_milestones, head_gamma: the head's MultiStepLR (per epoch, chained with the cosine).
+        min_lr_factor: both cosines end at lr * min_lr_factor (the authors' eta_min = lr * 0.1**3).
         probe_lr: SGD lr of the online probe (constant; weight decay 0).
         proj_hidden_dim, proj_dim: projection head sizes.
     """
@@ -63,28 +72,34 @@ class SupConModel(PhasedRepresentationModule):
         contrast_mode: str = "all",
         lr: float = 0.05,
         momentum: float = 0.9,
-        weight_decay: float = 5e-4,
+        weight_decay: float = 4e-4,
         head_epochs: int = 100,
         head_lr: float = 0.1,
         head_momentum: float = 0.9,
         head_weight_decay: float = 0.0,
+        head_batch_size: int | None = 256,
+        head_augmentation: str | None = "supervised",
+        head_milestones: Sequence[int] = (60, 75, 90),
+        head_gamma: float = 0.2,
+        min_lr_factor: float = 1e-3,
         probe_lr: float = 0.1,
         proj_hidden_dim: int = 128,
         proj_dim: int = 128,
         in_channels: int = 3,
         depth: int = 16,
         widen_factor: int = 2,
-        channels_last: bool = False,
+        channels_last: bool = True,
     ) -> None:
         check_range("model.temperature", temperature, low=0, low_inclusive=False)
         if base_temperature is not None:
             check_range("model.base_temperature", base_temperature, low=0, low_inclusive=False)
         check_choice("model.contrast_mode", contrast_mode, ("all", "one"))
-        check_range("model.lr", lr, low=0, low_inclusive=False)
-        check_range("model.head_lr", head_lr, low=0, low_inclusive=False)
-        check_range("model.probe_lr", probe_lr, low=0, low_inclusive=False)
-        check_range("model.weight_decay", weight_decay, low=0)
-        check_range("model.head_epochs", head_epochs, low=1)
+        check_head_arguments(
+            head_epochs=head_epochs, head_lr=head_lr, head_momentum=head_momentum, head_weight_decay=head_weight_decay,
+            head_batch_size=head_batch_size, head_augmentation=head_augmentation, head_milestones=head_milestones,
+            head_gamma=head_gamma, min_lr_factor=min_lr_factor, lr=lr, momentum=momentum, weight_decay=weight_decay,
+            probe_lr=probe_lr,
+        )  # fmt: skip
         check_range("model.proj_hidden_dim", proj_hidden_dim, low=1)
         check_range("model.proj_dim", proj_dim, low=1)
         super().__init__(backbone, num_classes, in_channels, depth, widen_factor, channels_last)

@@ -42,7 +42,7 @@ class SupervisedClassifier(RepresentationModule):
         in_channels: int = 3,
         depth: int = 16,
         widen_factor: int = 2,
-        channels_last: bool = False,
+        channels_last: bool = True,
     ) -> None:
         check_range("model.lr", lr, low=0, low_inclusive=False)
         check_range("model.momentum", momentum, low=0, high=1, high_inclusive=False)
@@ -51,12 +51,6 @@ class SupervisedClassifier(RepresentationModule):
         super().__init__(backbone, num_classes, in_channels, depth, widen_factor, channels_last)
         self.save_hyperparameters()
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
-
-    @property
-    def phase(self) -> str:
-        if self.finetune_epochs and self.current_epoch >= self._finetune_start_epoch():
-            return "finetune"
-        return "supervised"
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self.classify(batch["image"])

@@ -288,7 +288,8 @@ def test_oneshot_prunes_once_then_finetunes(tmp_path: Path) -> None:
                 opt = trainer.optimizers[0]
                 assert isinstance(opt, torch.optim.SGD) and trainer.lr_scheduler_configs == []
                 group = opt.param_groups[0]
-                assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (0.01, 0.9, True, 5e-4)
+                # the authors' fine-tune: Nesterov SGD with momentum 0.9 and no weight decay
+                assert (group["lr"], group["momentum"], group["nesterov"], group["weight_decay"]) == (0.01, 0.9, True, 0.0)
 
     model, trainer, probe = fit(tmp_path, pruner, max_epochs=4, callbacks=[Snap()])
     total = sum(p.numel() for p in model.prunable_parameters().values())
@@ -432,7 +433,8 @@ def test_bad_arguments_fail_in_init(make, message: str) -> None:
         (
             lambda: OneShotPruning(0.5, finetune_epochs=3),
             {},
-            "finetune_epochs=3 is out of range for trainer.max_epochs=3; it must be in [1, 2]",
+            "finetune_epochs=3 is out of range for trainer.max_epochs=3; it must be in [1, 2] "
+            "(or give pruning.init_args.parent to fine-tune a trained dense run)",
         ),
         (
             lambda: GradualMagnitudePruning(0.5, 0, 10, 1),

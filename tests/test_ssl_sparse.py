@@ -49,6 +49,8 @@ def tiny_data() -> SyntheticDataModule:
 
 
 def tiny_byol(**kwargs: Any) -> BYOLModel:
+    # the head phase trains on its own supervised loader; at batch 8 it has 4 steps per epoch too
+    kwargs.setdefault("head_batch_size", 8)
     return BYOLModel(**WRN_SMALL, proj_hidden_dim=32, proj_dim=16, pred_hidden_dim=32, head_epochs=1, **kwargs)
 
 
@@ -201,7 +203,8 @@ def test_checkpoint_resume_restores_target_encoder_and_its_masks(tmp_path: Path)
         def on_train_epoch_end(self, trainer, pl_module) -> None:
             trainer.should_stop = True
 
-    trainer = make_trainer(tmp_path / "a", [first, ckpt_cb, StopAfterFirstEpoch()], max_epochs=2, enable_checkpointing=True)
+    # 3 epochs = 2 contrastive + 1 head: the schedule (steps 2..6) ends inside the contrastive phase
+    trainer = make_trainer(tmp_path / "a", [first, ckpt_cb, StopAfterFirstEpoch()], max_epochs=3, enable_checkpointing=True)
     trainer.fit(tiny_byol(), datamodule=tiny_data())
     ckpt = torch.load(tmp_path / "ckpt" / "last.ckpt", weights_only=True)
     assert ckpt["global_step"] == STEPS_PER_EPOCH and first.target_masks
@@ -219,7 +222,7 @@ def test_checkpoint_resume_restores_target_encoder_and_its_masks(tmp_path: Path)
     pl.seed_everything(1, verbose=False)
     second = make()
     fresh = tiny_byol()  # its target encoder is a copy of its own (different) online encoder
-    trainer = make_trainer(tmp_path / "b", [second, AtResume()], max_epochs=2)
+    trainer = make_trainer(tmp_path / "b", [second, AtResume()], max_epochs=3)
     trainer.fit(fresh, datamodule=tiny_data(), ckpt_path=tmp_path / "ckpt" / "last.ckpt")
     for name, value in saved_target.items():
         assert torch.equal(seen["target"][name], value), name  # the checkpoint's EMA weights, not a fresh copy
@@ -438,7 +441,7 @@ def test_every_ssl_config_parses_and_instantiates(tmp_path: Path, monkeypatch: p
             assert pruning in built.trainer.callbacks, config.name
         seen[config.stem] = (type(built.model).__name__, type(pruning).__name__ if pruning is not None else None)
         os.environ.pop(cli.RUN_DIR_ENV, None)
-    assert seen["byol_synccp"] == ("BYOLModel", "SynchronizedPruning")
+    assert seen["byol_synccp"] == seen["byol_synccp_gmp"] == ("BYOLModel", "SynchronizedPruning")
     assert seen["byol_synccp_2to4"] == ("BYOLModel", "SynchronizedPruning")
     assert seen["byol_regrow"] == ("BYOLModel", "PruneAndRegrow")
     assert seen["simclr_sdclr"] == ("SDCLRModel", None)
@@ -466,7 +469,7 @@ def test_bad_arguments_are_one_config_error(make, message: str) -> None:
 @pytest.mark.parametrize(
     ("config", "extra", "message"),
     [
-        ("byol_synccp.yaml", ["--pruning.init_args.density_gap", "0.95"], "error: density_gap=0.95 is out of range; it must be in [0, 0.9]"),
+        ("byol_synccp_gmp.yaml", ["--pruning.init_args.density_gap", "0.95"], "error: density_gap=0.95 is out of range; it must be in [0, 0.9]"),
         ("byol_regrow.yaml", ["--pruning.init_args.drop_fraction", "1"], "error: drop_fraction=1.0 is out of range; it must be in (0, 1)"),
         ("byol_synccp_2to4.yaml", ["--pruning.init_args.nm_indivisible", "error"],
          "error: m=4 does not divide the input channels of encoder.conv1.weight (3); choose an m that divides them "
@@ -516,7 +519,7 @@ def test_ddp_two_ranks_have_identical_online_and_target_masks(tmp_path: Path) ->
     (tmp_path / "mask_dump.py").write_text(MASK_DUMP)
     env = {**cli_env(), "PYTHONPATH": str(tmp_path), "MASK_DUMP_DIR": str(tmp_path), "OMP_NUM_THREADS": "1"}
     args = [
-        sys.executable, str(REPO / "cli.py"), "fit", "--config", str(REPO / "configs/experiments/byol_synccp.yaml"), *TINY,
+        sys.executable, str(REPO / "cli.py"), "fit", "--config", str(REPO / "configs/experiments/byol_synccp_gmp.yaml"), *TINY,
         "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
         "--pruning.init_args.begin_step", "1", "--pruning.init_args.end_step", "4", "--pruning.init_args.frequency", "1",
         "--trainer.callbacks+=mask_dump.MaskDump", "--test_after_fit", "false", "--run.dir", str(tmp_path / "run"),

@@ -68,7 +68,9 @@ from callbacks.pruning.masks import (
     sparsity_of,
     validate_mask_options,
 )
+from lightning_modules.base import PRUNING_TARGETS
 from lightning_modules.errors import ConfigError, check_choice
+from lightning_modules.plan import TrainingPlan
 
 
 class PruningCallback(pl.Callback):
@@ -88,6 +90,13 @@ class PruningCallback(pl.Callback):
             before training, or leave that tensor dense (a warning names it).
         min_layer_density: with global scope, every tensor keeps at least this fraction of its
             weights (its largest |w|), in ``[0, 1 - final_sparsity]``; 0 disables the guard.
+        targets: which tensors are pruned, one of
+            :data:`lightning_modules.base.PRUNING_TARGETS`: ``encoder`` (default: the encoder's
+            Conv2d and Linear weights), ``encoder_conv`` (its Conv2d weights only: Corti et al.'s
+            SCL GMP), ``network`` (every Conv2d weight and Linear weight and bias of encoder +
+            classifier: Corti et al.'s Sup GMP and One-Shot pool). ``achieved_sparsity`` in
+            run.json is always the encoder's Conv2d/Linear weights (what the paper reports);
+            ``achieved_sparsity_targets`` is over the pruned tensors.
     """
 
     #: schedule name written to run.json as ``pruning``
@@ -104,8 +113,10 @@ class PruningCallback(pl.Callback):
         norm: int = 1,
         nm_indivisible: str = "error",
         min_layer_density: float = 0.0,
+        targets: str = "encoder",
     ) -> None:
         super().__init__()
+        check_choice("targets", targets, PRUNING_TARGETS)
         validate_mask_options(
             sparsity=final_sparsity, scope=scope, granularity=granularity, n=n, m=m, norm=norm,
             min_layer_density=min_layer_density,
@@ -119,6 +130,7 @@ class PruningCallback(pl.Callback):
         self.norm = norm
         self.nm_indivisible = nm_indivisible
         self.min_layer_density = float(min_layer_density)
+        self.targets = targets
         #: name -> BoolTensor (True = kept); empty while the model is dense
         self.masks: dict[str, Tensor] = {}
         #: one record per mask change: {"step", "target", "measured"}
@@ -158,7 +170,7 @@ class PruningCallback(pl.Callback):
             raise ConfigError(
                 f"{cls} needs model.prunable_parameters(); {type(pl_module).__name__} does not define it"
             )
-        params = dict(getter())
+        params = dict(getter(self.targets)) if self.targets != "encoder" else dict(getter())
         if not params:
             raise ConfigError(
                 f"{type(pl_module).__name__}.prunable_parameters() is empty; {cls} needs at least one "
@@ -192,7 +204,8 @@ class PruningCallback(pl.Callback):
                     f"m={self.m} does not divide the input channels of {bad[0]} ({channels}); choose an m "
                     "that divides them or set nm_indivisible='skip' to leave such weights dense"
                 )
-            skipped = nm_indivisible(dict(pl_module.prunable_parameters()), self.m)
+            all_params = pl_module.prunable_parameters(self.targets) if self.targets != "encoder" else pl_module.prunable_parameters()
+            skipped = nm_indivisible(dict(all_params), self.m)
             if skipped:
                 rank_zero_warn(f"N:M pruning leaves {', '.join(skipped)} dense: its input channels are not a multiple of m={self.m}")
 
@@ -202,8 +215,22 @@ class PruningCallback(pl.Callback):
         exists, so the error is the run's only output; ``setup("fit")`` calls it again."""
         self._check_prunable(pl_module)
 
+    def configure_model(self, pl_module: pl.LightningModule) -> None:
+        """Hand the module what this schedule needs from it before any check runs (One-Shot: its
+        fine-tune phase). ``cli.py`` calls it before the Trainer's run; ``setup("fit")`` again."""
+
+    def check_plan(self, plan: TrainingPlan, pl_module: pl.LightningModule) -> None:
+        """Raise :class:`ConfigError` when this schedule cannot finish within ``plan`` (the run's
+        optimiser steps per phase). ``cli.py`` calls it before any training; ``on_train_start`` again."""
+
+    def unfinished_reason(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> str | None:
+        """Why this run's pruning did not run to its end (``None``: it did); a run with a reason is
+        ``incomplete`` in run.json and ``analyze`` refuses it."""
+        return None
+
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
+            self.configure_model(pl_module)
             self._check_prunable(pl_module)
 
     # ------------------------------------------------------------------------------------------
@@ -261,6 +288,7 @@ class PruningCallback(pl.Callback):
         self._bind(pl_module)
         self.apply_masks()
         self._mask_optimizer_state(trainer)
+        self.after_mask_change(trainer, pl_module, previous)
         measured = sparsity_of(weights)
         change = mask_change(previous or None, self.masks)
         self.last_change = change
@@ -275,6 +303,10 @@ class PruningCallback(pl.Callback):
             )
         self._log(trainer, weights, sparsity, measured)
         self._log_dynamics(trainer, pl_module, change)
+
+    def after_mask_change(self, trainer: pl.Trainer, pl_module: pl.LightningModule, previous: dict[str, Tensor]) -> None:
+        """Called right after new masks were applied (before the sparsity is measured): e.g. give
+        revived weights their values back (SyncCP's ``revival``)."""
 
     def compute_new_masks(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, weights: dict[str, Tensor], sparsity: float
@@ -402,6 +434,8 @@ class PruningCallback(pl.Callback):
             "pruning": self.schedule_name,
             "target_sparsity": self.final_sparsity,
             "achieved_sparsity": self.achieved_sparsity(pl_module),
+            "achieved_sparsity_targets": sparsity_of({n: p.detach() for n, p in self.prunable(pl_module).items()}),
+            "pruning_targets": self.targets,
             "pruning_scope": self.scope,
             "pruning_granularity": self.granularity,
             "mask_sha256_per_rank": self.mask_sha256_per_rank,

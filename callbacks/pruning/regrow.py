@@ -67,10 +67,11 @@ class PruneAndRegrow(GradualMagnitudePruning):
         min_layer_density: float = 0.0,
         begin_epoch: int | None = None,
         end_epoch: int | None = None,
+        targets: str = "encoder",
     ) -> None:
         super().__init__(
             final_sparsity, begin_step, end_step, update_frequency, initial_sparsity=initial_sparsity, scope=scope,
-            begin_epoch=begin_epoch, end_epoch=end_epoch, min_layer_density=min_layer_density,
+            begin_epoch=begin_epoch, end_epoch=end_epoch, min_layer_density=min_layer_density, targets=targets,
         )
         check_range("drop_fraction", drop_fraction, low=0.0, high=1.0, low_inclusive=False, high_inclusive=False)
         if regrow_end_step is not None and regrow_end_step <= end_step:
@@ -164,7 +165,7 @@ class PruneAndRegrow(GradualMagnitudePruning):
 
     # -- hooks ---------------------------------------------------------------------------------
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.schedule_begin, self.schedule_end = self.resolve_schedule(trainer)
+        self.schedule_begin, self.schedule_end = self.resolve_schedule(trainer, pl_module)
         self.regrow_end = self._resolve_regrow_end(trainer, pl_module)
         if self.regrow_end <= self.schedule_end:
             rank_zero_warn(
