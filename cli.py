@@ -3,42 +3,61 @@
 A LightningCLI in subclass mode (``model: class_path/init_args``, ``data: class_path/init_args``)
 with, on top of Lightning's flags:
 
-* ``run.*`` — where the run folder goes and how it is named/grouped in W&B (:class:`RunOptions`);
+* ``run.*`` — where the run folder goes, how it is named/grouped in W&B, resuming and
+  checkpointing (:class:`RunOptions`);
 * ``pruning`` — one pruning callback (``class_path``/``init_args``), so a sweep or a flag such as
   ``--pruning.init_args.final_sparsity 0.9`` reaches it;
 * ``test_after_fit`` — ``fit`` ends by evaluating the final weights on the test set (default on).
 
-Every run gets its own folder (``<run.root>/<run.group>/<name>-<time>-<id>`` unless
-``--trainer.default_root_dir`` / ``--run.dir`` names one): resolved ``config.yaml``, checkpoints,
-W&B offline files, CSV logs, per-sample files and ``run.json``. Default loggers: W&B (offline unless
-``--run.wandb_mode online`` or ``WANDB_MODE=online``) and CSV.
+Every run gets its own folder (``<run.root>/<run.group>/<name>-<time>-<id>``, or exactly
+``--run.dir`` / ``--trainer.default_root_dir``; with ``--run.resume auto`` and no folder given,
+``<run.root>/<run.group>/<name>-<config hash>``, the same folder for the same command): resolved
+``config.yaml``, checkpoints (``last.ckpt`` every epoch, every ``run.checkpoint_minutes`` and on
+SIGTERM, written atomically), W&B offline files, CSV logs, per-sample files and ``run.json`` with a
+``status`` (:mod:`callbacks.run_summary`). ``--run.resume auto`` continues a killed run from its
+``last.ckpt`` in the same W&B run, appending to its CSV log; on a finished run it says so and does
+nothing.
 
-Bad input (a :class:`~lightning_modules.errors.ConfigError`) prints one ``error: ...`` line and
-exits with status 2 before training starts.
+Bad input — from the parser, from Lightning's own checks or from this project — prints one
+``error: ...`` line and exits with status 2 before any run folder or W&B run exists.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
+import hashlib
+import json
 import logging
 import os
 import secrets
+import shutil
 import sys
+import tempfile
 import time
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.trainer.setup import _log_device_info
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from callbacks.pruning.base import PruningCallback
-from callbacks.run_summary import RunSummary
+from callbacks.resume import AtomicCheckpointIO, ResumableCSVLogger, ResumeCheckpoint, RngState, read_last_info, truncate_csv
+from callbacks.run_summary import RUN_JSON, RunSummary, read_run_json
 from datamodules.base import ImageDataModule
 from lightning_modules.base import RepresentationModule
-from lightning_modules.errors import ConfigError, check_choice
+from lightning_modules.errors import ConfigError, check_choice, check_range
+from common.parser_errors import condense_parser_error
+from common.sync_batchnorm import GlobalBatchNormSync
+
 
 class _DropAdverts(logging.Filter):
     """Lightning prints a product tip at every Trainer start; it is noise in every run's log."""
@@ -50,17 +69,27 @@ class _DropAdverts(logging.Filter):
 logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdverts())
 # torch 2.14 deprecates an isinstance check Lightning 2.6 still makes on every step's output
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
+# jsonargparse 4.49 deprecates skip_none; config.yaml must keep its None values (skip_none=False)
+warnings.filterwarnings("ignore", message=r".*skip_none parameter was deprecated")
 # "Seed set to N" would precede a one-line config error; the seed is in config.yaml and run.json anyway
 logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
 
-RUN_DIR_ENV = "CONTRASTIVE_PRUNING_RUN_DIR"  # shares one run folder with DDP child processes
+RUN_DIR_ENV = "CONTRASTIVE_PRUNING_RUN_DIR"  # shares the parent's decisions with DDP child processes
+RESUME_ENV = "CONTRASTIVE_PRUNING_RESUME"  # {"ckpt_path": ..., "wandb_id": ...} as JSON
 WANDB_PROJECT = "contrastive-pruning"
 METHOD_NAMES = {"SupervisedClassifier": "sup", "SupConModel": "supcon"}  # others: class name minus "Model", lower case
+RESUME_MODES = ("never", "auto")
+#: the run folder this command created (a start that fails on bad input removes it again)
+_CREATED: dict[str, Path | None] = {"run_dir": None}
+
+
+class AlreadyComplete(Exception):
+    """``--run.resume auto`` on a finished run: one line, exit 0, nothing done."""
 
 
 @dataclass
 class RunOptions:
-    """Run folder and W&B identity.
+    """Run folder, W&B identity, resuming and checkpointing.
 
     Args:
         root: parent folder of all run folders.
@@ -71,6 +100,12 @@ class RunOptions:
         wandb_mode: ``offline`` (default; ``wandb sync`` later), ``online`` or ``disabled``;
             defaults to ``$WANDB_MODE`` when that is set.
         wandb_project: W&B project.
+        resume: ``never`` (default: a folder that already holds a run is an error) or ``auto``:
+            continue from ``<run folder>/checkpoints/last.ckpt`` when there is one (same W&B run,
+            CSV appended), start in that folder otherwise, do nothing if the run is complete. Without
+            ``dir``, ``auto`` names the folder by a hash of the config, so the same command finds it.
+        checkpoint_minutes: longest stretch of training time between two ``last.ckpt`` writes inside
+            an epoch (one is always written at every epoch end); 0 = only at epoch ends.
     """
 
     root: str = "runs"
@@ -80,6 +115,8 @@ class RunOptions:
     tags: list[str] = field(default_factory=list)
     wandb_mode: str | None = None
     wandb_project: str = WANDB_PROJECT
+    resume: str = "never"
+    checkpoint_minutes: float = 30.0
 
 
 class WandbConfigCallback(SaveConfigCallback):
@@ -96,6 +133,47 @@ class WandbConfigCallback(SaveConfigCallback):
                 logger.experiment.config.update(config, allow_val_change=True)
 
 
+def _is_ddp_child() -> bool:
+    """A process Lightning's DDP launcher started from this script (it inherits the parent's decisions)."""
+    return "LOCAL_RANK" in os.environ and os.environ.get("LOCAL_RANK") != "0" and bool(os.environ.get(RUN_DIR_ENV))
+
+
+def _config_hash(cfg: Any) -> str:
+    """Short hash of what a run trains: the resolved config without ``run``, ``ckpt_path`` and the
+    paths of the YAML files it came from (their contents are in the config)."""
+
+    def strip(value: Any) -> Any:
+        if isinstance(value, dict):
+            return {k: strip(v) for k, v in value.items() if k not in ("__path__", "config")}
+        if isinstance(value, (list, tuple)):
+            return [strip(v) for v in value]
+        return value
+
+    data = cfg.as_dict() if hasattr(cfg, "as_dict") else dict(cfg)
+    data = strip({k: v for k, v in data.items() if k not in ("run", "ckpt_path")})
+    text = json.dumps(data, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _can_create_in(folder: Path) -> bool:
+    """Whether a folder can be created in ``folder`` (tried: permission bits do not bind root)."""
+    if not folder.is_dir():
+        return False
+    try:
+        probe = Path(tempfile.mkdtemp(prefix=".write-test-", dir=folder))
+    except OSError:
+        return False
+    probe.rmdir()
+    return True
+
+
+def _nearest_existing(path: Path) -> Path:
+    path = path.absolute()
+    while not path.exists() and path != path.parent:
+        path = path.parent
+    return path
+
+
 class ContrastivePruningCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_class_arguments(RunOptions, "run")
@@ -105,18 +183,34 @@ class ContrastivePruningCLI(LightningCLI):
         parser.add_lightning_class_args(PruningCallback, "pruning", subclass_mode=True, required=False)
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
 
-    # -- run folder ----------------------------------------------------------------------------
+    # -- before anything is instantiated: run options, run folder, resume -------------------------
     def before_instantiate_classes(self) -> None:
         cfg = self.config.get(str(self.subcommand), self.config)
         run: Any = cfg.run
         mode = run.wandb_mode or os.environ.get("WANDB_MODE", "offline")
         check_choice("run.wandb_mode", mode, ("offline", "online", "disabled", "dryrun"))
+        check_choice("run.resume", run.resume, RESUME_MODES)
+        check_range("run.checkpoint_minutes", run.checkpoint_minutes, low=0)
         if cfg.trainer.get("max_epochs") is not None and cfg.trainer.max_epochs < 1:
             raise ConfigError(
                 f"trainer.max_epochs={cfg.trainer.max_epochs} is not allowed; it must be a whole number >= 1"
             )
+        ckpt = cfg.get("ckpt_path")
+        if ckpt and not Path(ckpt).is_file():
+            raise ConfigError(f"ckpt_path={ckpt!r} does not exist or is not a file; give the path of a .ckpt file")
         self._wandb_mode = "offline" if mode == "dryrun" else mode
-        self._run_dir = self._resolve_run_dir(cfg)
+        self._resume: dict[str, Any] = {}
+        if _is_ddp_child():
+            self._run_dir = Path(os.environ[RUN_DIR_ENV])
+            self._resume = json.loads(os.environ.get(RESUME_ENV) or "{}")
+        else:
+            self._run_dir = self._resolve_run_dir(cfg)
+            if self.subcommand == "fit":
+                self._resume = self._plan_resume(cfg, self._run_dir)
+            os.environ[RUN_DIR_ENV] = str(self._run_dir)
+            os.environ[RESUME_ENV] = json.dumps(self._resume)
+        if self._resume.get("ckpt_path") and not ckpt:
+            cfg.ckpt_path = self._resume["ckpt_path"]
 
     def _resolve_run_dir(self, cfg: Any) -> Path:
         run = cfg.run
@@ -124,24 +218,63 @@ class ContrastivePruningCLI(LightningCLI):
             path = Path(cfg.trainer.default_root_dir)
         elif run.dir:
             path = Path(run.dir)
-        elif os.environ.get(RUN_DIR_ENV):
-            path = Path(os.environ[RUN_DIR_ENV])
+        elif run.resume == "auto":
+            path = Path(run.root) / run.group / f"{self._run_name(cfg)}-{_config_hash(cfg)}"
         else:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             path = Path(run.root) / run.group / f"{self._run_name(cfg)}-{stamp}-{secrets.token_hex(3)}"
-        # DDP children re-run this script: they must land in the same folder
-        os.environ[RUN_DIR_ENV] = str(path)
+        where = _nearest_existing(path)
+        writable = os.access(where, os.W_OK | os.X_OK) if where == path.absolute() else _can_create_in(where)
+        if not (where.is_dir() and writable):
+            raise ConfigError(
+                f"the run folder {path} cannot be created: {where} is not a writable folder; "
+                "choose another --run.root or --run.dir"
+            )
+        _CREATED["run_dir"] = None if path.exists() else path
         return path
 
-    def _run_name(self, cfg: Any) -> str:
-        if cfg.run.name:
-            return str(cfg.run.name)
+    def _plan_resume(self, cfg: Any, path: Path) -> dict[str, Any]:
+        """What ``--run.resume`` means for this folder: a checkpoint to continue from, the W&B id,
+        the CSV rows to keep; or a one-line refusal."""
+        summary = read_run_json(path)
+        last = path / "checkpoints" / "last.ckpt"
+        if cfg.run.resume == "never":
+            if summary is not None and not cfg.get("ckpt_path"):
+                raise ConfigError(
+                    f"run.dir={str(path)!r} already holds a run (status {summary.get('status', 'unknown')}); "
+                    "pass --run.resume auto to continue it, or choose another folder"
+                )
+            return {}
+        # auto
+        if summary is not None and summary.get("status") == "complete":
+            raise AlreadyComplete(f"{path} is already complete ({_progress_text(summary)}); nothing to do")
+        plan: dict[str, Any] = {"wandb_id": (summary or {}).get("wandb_run_id")}
+        if last.is_file():
+            info = read_last_info(path / "checkpoints") or {}
+            plan.update(ckpt_path=str(last), resume_step=info.get("global_step"))
+        elif summary is not None:
+            plan["resume_step"] = -1  # restart from scratch in the same folder
+        return plan
+
+    @staticmethod
+    def _method(cfg: Any) -> str:
         model_cls = str(cfg.model.class_path).rsplit(".", 1)[-1]
         method = METHOD_NAMES.get(model_cls, model_cls.removesuffix("Model").lower())
         if model_cls == "SupConModel" and cfg.model.init_args.get("supervised") is False:
             method = "simclr"
+        return method
+
+    def _run_name(self, cfg: Any) -> str:
+        """``<method>[-p<sparsity>]-s<seed>`` (or ``run.name``)."""
+        if cfg.run.name:
+            return str(cfg.run.name)
+        name = self._method(cfg)
+        pruning = cfg.get("pruning")
+        sparsity = pruning.init_args.get("final_sparsity") if pruning and pruning.get("init_args") else None
+        if isinstance(sparsity, (int, float)):
+            name += f"-p{sparsity:g}"
         seed = cfg.get("seed_everything")
-        return f"{method}-s{seed}" if isinstance(seed, int) and not isinstance(seed, bool) else method
+        return f"{name}-s{seed}" if isinstance(seed, int) and not isinstance(seed, bool) else name
 
     def _tags(self, cfg: Any) -> list[str]:
         tags = list(cfg.run.tags or [])
@@ -155,64 +288,211 @@ class ContrastivePruningCLI(LightningCLI):
             tags.append("dense")
         return tags
 
-    def _check_before_trainer(self, cfg: Any) -> None:
-        """Bad model/trainer combinations and missing data fail here, before the Trainer, loggers or training."""
-        if self.subcommand == "fit" and hasattr(self.model, "check_fit_config"):
-            self.model.check_fit_config(cfg.trainer.get("max_epochs"), self.datamodule)
+    # -- the Trainer, then every check, before any file is written ---------------------------------
+    def _check_before_fit(self, cfg: Any, trainer: Trainer) -> None:
+        """Bad model/trainer/pruning/data combinations fail here: after the Trainer is built (so its
+        world size and batch limits are known) and before any logger, run folder or training."""
+        if self.subcommand != "fit":
+            if self.datamodule is not None and os.environ.get("LOCAL_RANK", "0") == "0":
+                self.datamodule.prepare_data()
+            return
         pruning = self._get(self.config_init, "pruning")
-        if self.subcommand == "fit" and isinstance(pruning, PruningCallback):
+        max_epochs = cfg.trainer.get("max_epochs")
+        if hasattr(pruning, "check_fit_config"):
+            pruning.check_fit_config(max_epochs, self.model)  # e.g. One-Shot finetune_epochs vs max_epochs
+        elif isinstance(pruning, PruningCallback):
+            pruning.configure_model(self.model)
+        if hasattr(self.model, "check_fit_config"):
+            self.model.check_fit_config(max_epochs, self.datamodule)
+        if isinstance(pruning, PruningCallback):
             pruning.check_model(self.model)  # e.g. N:M with an m that does not divide a layer's inputs
-        if self.subcommand == "fit" and hasattr(pruning, "check_fit_config"):
-            pruning.check_fit_config(cfg.trainer.get("max_epochs"), self.model)  # e.g. One-Shot finetune_epochs
         # download / verify the dataset once per node (Lightning's prepare_data contract); DDP
         # children (LOCAL_RANK > 0) skip it. A missing dataset raises ConfigError here.
-        if self.datamodule is not None and os.environ.get("LOCAL_RANK", "0") == "0":
-            self.datamodule.prepare_data()
+        if self.datamodule is not None:
+            if os.environ.get("LOCAL_RANK", "0") == "0":
+                self.datamodule.prepare_data()
+            if isinstance(self.datamodule, ImageDataModule):
+                specs = self.model.train_data_specs() if hasattr(self.model, "train_data_specs") else {}
+                self.datamodule.check([s for s in specs.values() if s is not None])
+        if isinstance(pruning, PruningCallback) and isinstance(self.datamodule, ImageDataModule):
+            plan = self.model.training_plan(trainer, self.datamodule)
+            pruning.check_plan(plan, self.model)  # e.g. a schedule that ends after the run's last step
 
     def instantiate_trainer(self, **kwargs: Any) -> Trainer:
         cfg = self.config.get(str(self.subcommand), self.config)
-        self._check_before_trainer(cfg)
         trainer_cfg = {**self._get(self.config_init, "trainer", default={}), **kwargs}
         run_dir = self._run_dir
         trainer_cfg["default_root_dir"] = str(run_dir)
         if trainer_cfg.get("logger") in (None, True):
             trainer_cfg["logger"] = self._default_loggers(cfg, run_dir)
         callbacks = list(trainer_cfg.get("callbacks") or [])
-        if trainer_cfg.get("enable_checkpointing", True) is not False and not any(
-            isinstance(c, ModelCheckpoint) for c in callbacks
-        ):
-            callbacks.append(ModelCheckpoint(dirpath=run_dir / "checkpoints", save_last=True, save_top_k=0))
+        if trainer_cfg.get("enable_checkpointing", True) is not False and self.subcommand == "fit":
+            callbacks.append(ResumeCheckpoint(run_dir / "checkpoints", every_minutes=cfg.run.checkpoint_minutes))
+            trainer_cfg["enable_checkpointing"] = any(isinstance(c, ModelCheckpoint) for c in callbacks)
+        if not any(isinstance(c, RngState) for c in callbacks):
+            callbacks.append(RngState())
         if trainer_cfg["logger"] and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
-        if not any(isinstance(c, RunSummary) for c in callbacks):
-            callbacks.append(RunSummary())
+        self._summary = next((c for c in callbacks if isinstance(c, RunSummary)), None)
+        if self._summary is None:
+            self._summary = RunSummary()
+            callbacks.append(self._summary)
         trainer_cfg["callbacks"] = callbacks
+        plugins = trainer_cfg.get("plugins")
+        plugins = [] if plugins is None else list(plugins) if isinstance(plugins, (list, tuple)) else [plugins]
+        if not any(hasattr(p, "save_checkpoint") for p in plugins):
+            plugins.append(AtomicCheckpointIO())
+        if trainer_cfg.get("sync_batchnorm"):
+            # torch.nn.SyncBatchNorm works on GPUs only; this one on every backend (tested on CPU ranks)
+            trainer_cfg["sync_batchnorm"] = False
+            plugins.append(GlobalBatchNormSync())
+        trainer_cfg["plugins"] = plugins
         extra = [self._get(self.config_init, key) for key in self._parser(self.subcommand).callback_keys]
-        return self._instantiate_trainer(trainer_cfg, [c for c in extra if c is not None])
+        with _quiet_lightning():  # bad input must be the only line: device info is printed after the checks
+            try:
+                trainer = self._instantiate_trainer(trainer_cfg, [c for c in extra if c is not None])
+            except (MisconfigurationException, ValueError, TypeError) as err:
+                raise ConfigError(f"trainer: {_one_line(str(err))}") from err
+            self._check_before_fit(cfg, trainer)
+        self._summary.extra.update(self._summary_extra(cfg))  # after the checks: One-Shot has found its parent
+        _log_device_info(trainer)  # the lines Lightning prints at Trainer start, now that the input is good
+        self._prepare_resume(run_dir)
+        return trainer
+
+    def _summary_extra(self, cfg: Any) -> dict[str, Any]:
+        extra: dict[str, Any] = {"wandb_run_id": self._wandb_id if self._wandb_mode != "disabled" else None}
+        pruning = self._get(self.config_init, "pruning")
+        parent = getattr(pruning, "parent_summary", None)
+        if callable(parent) and (info := parent()) is not None:
+            extra["parent_run"] = info
+        return extra
+
+    def _prepare_resume(self, run_dir: Path) -> None:
+        """Keep the rows of ``csv/metrics.csv`` up to the checkpoint's step (the resumed fit logs the
+        rest again); nothing else in the folder is touched."""
+        step = self._resume.get("resume_step")
+        if step is not None and not _is_ddp_child():
+            truncate_csv(run_dir / "csv" / "metrics.csv", int(step))
+
+    @property
+    def _wandb_id(self) -> str:
+        if not getattr(self, "_wandb_id_value", None):
+            # a resumed run keeps its W&B run; under a W&B sweep agent the run is the agent's (WANDB_RUN_ID)
+            self._wandb_id_value = self._resume.get("wandb_id") or os.environ.get("WANDB_RUN_ID") or secrets.token_hex(4)
+        return self._wandb_id_value
 
     def _default_loggers(self, cfg: Any, run_dir: Path) -> list[Any]:
         loggers: list[Any] = []
         if self._wandb_mode != "disabled":
-            model_cls = str(cfg.model.class_path).rsplit(".", 1)[-1]
             loggers.append(
                 WandbLogger(
                     save_dir=str(run_dir),
                     project=cfg.run.wandb_project,
                     name=run_dir.name,
+                    id=self._wandb_id,
+                    resume="allow",
                     group=cfg.run.group,
-                    job_type=self._run_name(cfg).split("-s")[0] if model_cls else None,
+                    job_type=self._method(cfg),
                     tags=self._tags(cfg),
                     offline=self._wandb_mode == "offline",
                     mode=self._wandb_mode,
                 )
             )
-        loggers.append(CSVLogger(save_dir=str(run_dir), name="csv", version=""))
+        loggers.append(ResumableCSVLogger(save_dir=str(run_dir), name="csv", version=""))
         return loggers
 
     def after_fit(self) -> None:
         cfg = self.config_init.get(str(self.subcommand), self.config_init)
+        tested = False
         if cfg.get("test_after_fit", True) and not self.trainer.interrupted:
             self.trainer.test(self.model, datamodule=self.datamodule, verbose=True)
+            tested = True
+        if self._summary is not None:
+            status = self._summary.finish(self.trainer, self.model, tested=tested)
+            if self.trainer.is_global_zero:
+                print(_end_summary(self._run_dir, status, self._wandb_mode), flush=True)
+
+
+@contextlib.contextmanager
+def _quiet_lightning() -> Any:
+    """Lightning's info lines (devices, batch limits) held back while the configuration is checked."""
+    loggers = [logging.getLogger(name) for name in ("lightning.pytorch", "lightning.fabric")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.WARNING)
+    try:
+        yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+class _RunDirFound(Exception):
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+
+class _RunDirOnly(ContrastivePruningCLI):
+    """Parses a command and stops before anything is instantiated, with the run folder it would use."""
+
+    def before_instantiate_classes(self) -> None:
+        cfg = self.config.get(str(self.subcommand), self.config)
+        raise _RunDirFound(self._resolve_run_dir(cfg))
+
+
+def run_dir_for(args: list[str]) -> Path:
+    """The run folder ``python cli.py <args>`` would use (no model, data or Trainer is built; with
+    ``--run.resume auto`` and no ``--run.dir`` it is the config-hash folder, the same on every machine).
+
+    Raises:
+        ConfigError: for bad input, as the command itself would.
+    """
+    saved = {k: os.environ.get(k) for k in (RUN_DIR_ENV, RESUME_ENV)}
+    try:
+        _RunDirOnly(RepresentationModule, ImageDataModule, subclass_mode_model=True, subclass_mode_data=True,
+                    args=list(args), auto_configure_optimizers=False, parser_kwargs={"exit_on_error": False})  # fmt: skip
+    except _RunDirFound as found:
+        return found.path
+    except Exception as exc:  # noqa: BLE001 - bad input becomes a ConfigError, anything else is re-raised
+        message = user_error_message(exc)
+        if message is None:
+            raise
+        raise ConfigError(message) from exc
+    finally:
+        _CREATED["run_dir"] = None
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    raise RuntimeError("the command did not reach the run-folder step")
+
+
+def _end_summary(run_dir: Path, status: str, wandb_mode: str) -> str:
+    """The lines a finished fit prints: what it reached, where it is, how to look at it."""
+    summary = read_run_json(run_dir) or {}
+    parts = []
+    if isinstance(summary.get("test_acc"), (int, float)):
+        parts.append(f"test accuracy {float(summary['test_acc']):.4f}")
+    if isinstance(summary.get("achieved_sparsity"), (int, float)):
+        parts.append(f"sparsity {float(summary['achieved_sparsity']):.4f} (target {summary.get('target_sparsity')})")
+    if isinstance(summary.get("q_score_mean"), (int, float)):
+        parts.append(f"mean Q-Score {float(summary['q_score_mean']):.3f}")
+    lines = [f"run {status}: {run_dir}" + (f" ({summary.get('status_reason')})" if status != "complete" else "")]
+    if parts:
+        lines.append("  " + " | ".join(parts))
+    offline = sorted((run_dir / "wandb").glob("offline-run-*"))
+    if wandb_mode == "offline" and offline:
+        lines.append(f"  W&B offline: wandb sync {offline[-1]}   (browse: wandb leet {run_dir / 'wandb'})")
+    lines.append(f"  files: {run_dir / 'run.json'}, {run_dir / 'per_sample' / 'test.npz'}, {run_dir / 'csv' / 'metrics.csv'}")
+    return "\n".join(lines)
+
+
+def _progress_text(summary: dict[str, Any]) -> str:
+    epochs, total = summary.get("epochs_trained"), summary.get("max_epochs")
+    test = summary.get("test_acc")
+    text = f"{epochs}/{total} epochs" if epochs is not None else "trained"
+    return text + (f", test_acc {float(test):.4f}" if isinstance(test, (int, float)) else "")
 
 
 def main(args: list[str] | None = None) -> None:
@@ -221,6 +501,11 @@ def main(args: list[str] | None = None) -> None:
         from analysis.cli import main as analyze_main  # population analysis: issue-level subcommand
 
         sys.exit(analyze_main(argv[1:]))
+    if argv[:1] == ["population"]:
+        from population.runner import main as population_main  # run a plan of runs, resumably
+
+        sys.exit(population_main(argv[1:]))
+    _CREATED["run_dir"] = None
     try:
         ContrastivePruningCLI(
             RepresentationModule,
@@ -231,24 +516,56 @@ def main(args: list[str] | None = None) -> None:
             save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
             args=args,
             auto_configure_optimizers=False,
+            parser_kwargs={"exit_on_error": False},
         )
+    except AlreadyComplete as done:
+        print(str(done))
+        sys.exit(0)
+    except SIGTERMException:
+        # Lightning stopped at a batch boundary and ResumeCheckpoint saved last.ckpt
+        where = os.environ.get(RUN_DIR_ENV, "the run folder")
+        print(f"interrupted by SIGTERM; {where}/checkpoints/last.ckpt holds the state: run the same command with "
+              "--run.resume auto to continue", file=sys.stderr)  # fmt: skip
+        sys.exit(143)
     except Exception as exc:  # noqa: BLE001 - re-raised unless it is (or wraps) bad user input
-        config_error = find_config_error(exc)
-        if config_error is None:
+        message = user_error_message(exc)
+        if message is None:
             raise
-        print(f"error: {config_error}", file=sys.stderr)
+        _remove_failed_start()
+        print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
 
 
-def find_config_error(exc: BaseException | None) -> ConfigError | None:
-    """The :class:`ConfigError` behind ``exc`` (jsonargparse wraps errors raised while instantiating)."""
+def _remove_failed_start() -> None:
+    """A start that failed on bad input leaves nothing behind: remove the run folder this command
+    created if no training step was checkpointed in it (a folder that existed is left as found)."""
+    path, _CREATED["run_dir"] = _CREATED["run_dir"], None
+    if path is None or _is_ddp_child():
+        return
+    if path.is_dir() and not (path / "checkpoints" / "last.ckpt").exists():
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def user_error_message(exc: BaseException) -> str | None:
+    """One line for an error the user caused (a :class:`ConfigError`, a parser error, Lightning's
+    ``MisconfigurationException``), found through wrapping exceptions; ``None`` for bugs."""
     seen: set[int] = set()
-    while exc is not None and id(exc) not in seen:
-        if isinstance(exc, ConfigError):
-            return exc
-        seen.add(id(exc))
-        exc = exc.__cause__ or exc.__context__
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ConfigError):
+            return _one_line(str(current))
+        if isinstance(current, MisconfigurationException):
+            return _one_line(str(current))
+        if isinstance(current, argparse.ArgumentError):
+            return condense_parser_error(str(current))
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
     return None
+
+
+def _one_line(text: str) -> str:
+    lines = [line.strip() for line in str(text).strip().splitlines() if line.strip()]
+    return " ".join(lines) if len(lines) <= 3 else lines[0]
 
 
 if __name__ == "__main__":

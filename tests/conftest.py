@@ -18,8 +18,10 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "tests"))
 
 # A tiny but real training setup: synthetic data, a WRN-10-1 encoder, no workers, no progress bar.
+# The quick start's Sup training (lr 0.1), dense: its pruning schedule is sized for its own data.
 TINY_SUP = [
     "--config", str(REPO / "configs/quickstart.yaml"),
+    "--pruning", "null",
     "--data", str(REPO / "configs/data/synthetic.yaml"),
     "--data.init_args.train_size", "256",
     "--data.init_args.test_size", "128",
@@ -53,6 +55,17 @@ TINY_SUPCON = [
 ]  # fmt: skip
 
 
+def with_experiment(base: list[str], config: str | Path) -> list[str]:
+    """``base`` (TINY_SUP / TINY_SUPCON) with its ``--config`` replaced by ``config`` — an experiment
+    config keeps its own ``pruning`` (TINY_SUP's ``--pruning null`` is dropped)."""
+    args = list(base)
+    args[args.index("--config") + 1] = str(config)
+    if "--pruning" in args and args[args.index("--pruning") + 1] == "null":
+        at = args.index("--pruning")
+        del args[at : at + 2]
+    return args
+
+
 @pytest.fixture(autouse=True)
 def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -66,6 +79,8 @@ def cli_env() -> dict[str, str]:
     # process's wandb-core, and a child attaching to it writes no .wandb file of its own
     env = {k: v for k, v in os.environ.items() if k != "CONTRASTIVE_PRUNING_RUN_DIR" and not k.startswith("WANDB_")}
     env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2")
+    # test-only callbacks (e.g. test_protocol.PhaseRecorder) can be named with --trainer.callbacks+=
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), *filter(None, [env.get("PYTHONPATH")])])
     return env
 
 

@@ -91,7 +91,7 @@ def test_fit_on_cifar10_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, c
     monkeypatch.chdir(tmp_path)
     args = [a for a in TINY_SUP]
     data_at = args.index("--data")
-    del args[data_at : data_at + 6]  # drop the synthetic data and its sizes
+    args[data_at + 1 : data_at + 6] = [str(REPO / "configs/data/cifar10.yaml")]  # CIFAR-10 instead of the synthetic set
     cli.main(["fit", *args, "--data.init_args.data_dir", str(tmp_path / "cifar"), "--data.init_args.batch_size", "16",
               "--run.wandb_mode", "disabled"])  # fmt: skip
     summary = read_run_json(only_run_dir(tmp_path / "runs"))
@@ -129,3 +129,25 @@ def test_bad_input_through_the_real_script_prints_one_line(tmp_path: Path) -> No
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert lines == ["error: model.temperature=-0.5 is out of range; it must be in (0, inf)"], done.stderr[-2000:]
+
+
+def test_ddp_test_metrics_count_each_test_sample_once(tmp_path: Path) -> None:
+    """125 test images on 2 ranks: DistributedSampler pads to 126 (one image twice). test/acc, test/loss
+    and the per-class accuracies must equal the per-sample file's values exactly, not the padded ones."""
+    import numpy as np
+
+    run = tmp_path / "run"
+    done = run_cli("fit", *TINY_SUP, "--data.init_args.test_size", "125", "--data.init_args.eval_batch_size", "16",
+                   "--trainer.accelerator", "cpu", "--trainer.devices", "2", "--trainer.strategy", "ddp",
+                   "--run.wandb_mode", "disabled", "--run.dir", str(run), cwd=tmp_path)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = read_run_json(run)
+    per_sample = np.load(run / "per_sample" / "test.npz")
+    assert len(per_sample["index"]) == 125 and summary["status"] == "complete"
+    correct = per_sample["pred"] == per_sample["label"]
+    assert summary["test_acc"] == pytest.approx(float(correct.mean()), abs=1e-7)
+    assert round(summary["test_acc"] * 125) == int(correct.sum())  # a count over 125, not over 126
+    for k in range(10):
+        of_class = per_sample["label"] == k
+        if of_class.any():
+            assert summary["test_metrics"][f"test/acc_class_{k}"] == pytest.approx(float(correct[of_class].mean()), abs=1e-7)
