@@ -5,9 +5,12 @@ figures, report, W&B. Everything is written into a temporary folder beside ``--o
 ``--out`` at the very end, so an error never leaves a half-written ``--out``. An existing ``--out``
 is replaced only when it is an earlier ``analyze`` output (it has ``report.md``) or empty.
 
-Bad input (a glob matching nothing, runs without per-sample files, mismatched test sets, a
-population of one model without ``--allow-single``, ...) prints one ``error: ...`` line naming the
-offending run folders and returns 2; nothing is written.
+Bad input (a glob matching nothing, runs without per-sample files, half-done runs — status not
+``complete``, sparsity target missed, unreadable/truncated per-sample files, a column the rest of
+the population has — without ``--allow-incomplete``, mismatched test sets, a population of one
+model without ``--allow-single``, ...) prints one ``error: ...`` line naming the offending run
+folders and returns 2; nothing is written. ``--allow-incomplete`` turns the half-done refusals into
+one ``warning:`` line each and a banner at the top of ``report.md``.
 """
 
 from __future__ import annotations
@@ -23,14 +26,17 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from analysis.figures import all_figures
+from analysis.findings import all_findings
+from analysis.pairs import pair_children
 from analysis.pies import TIE_RULES, pies_per_setting, shared_pies
 from analysis.report import log_to_wandb, render_report
-from analysis.runs import AnalysisError, Study, load_study
+from analysis.runs import PD_MODELS, AnalysisError, Study, load_study
 from analysis.tables import all_tables
+from analysis.uncertainty import compute_stats
 
 WANDB_MODES = ("offline", "online", "disabled")
 WANDB_PROJECT = "contrastive-pruning"
-STEPS = 7
+STEPS = 8
 
 
 class _Parser(argparse.ArgumentParser):
@@ -69,8 +75,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="accept populations of one model (their accuracy std is reported as '–' with n=1) instead of refusing them",
     )  # fmt: skip
     parser.add_argument(
+        "--allow-incomplete", action="store_true",
+        help="analyse runs that are not complete (status, sparsity target, unreadable or short per-sample files) "
+             "instead of refusing them: one warning per problem and a banner in report.md",
+    )  # fmt: skip
+    parser.add_argument(
+        "--pd-models", type=int, default=PD_MODELS,
+        help=f"Table 6 / Figure 3 average PD over the first N seeds of each population (default {PD_MODELS}, as the paper)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--bootstrap", type=int, default=1000,
+        help="bootstrap resamples over models for the 95%% intervals (default 1000; >= 100)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--noise-splits", type=int, default=20,
+        help="random half/half splits of each dense population for the PIE noise floor (default 20)",
+    )  # fmt: skip
+    parser.add_argument("--stats-seed", type=int, default=0, help="seed of the bootstrap and of the splits (default 0)")
+    parser.add_argument(
         "--umap-samples", type=int, default=2000,
         help="test samples per UMAP cell when computing UMAP from saved features (0 = no UMAP grid; default 2000)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--gallery-images", type=int, default=16,
+        help="PIE images per Figure 6 gallery (0 = no galleries; default 16); needs the dataset of the runs' config.yaml",
     )  # fmt: skip
     return parser
 
@@ -117,6 +145,12 @@ def _summary_config(args: argparse.Namespace, study: Study, mode: str) -> dict[s
         "out": str(args.out),
         "pie_tie": args.pie_tie,
         "allow_single": bool(args.allow_single),
+        "allow_incomplete": bool(args.allow_incomplete),
+        "pd_models": args.pd_models,
+        "bootstrap": args.bootstrap,
+        "noise_splits": args.noise_splits,
+        "stats_seed": args.stats_seed,
+        "included_anyway": sorted({_show(p.path) for p in study.included_anyway}),
         "wandb_mode": mode,
         "n_runs": len(study.runs),
         "populations": {s.label(): p.n for s, p in study.populations.items()},
@@ -134,15 +168,23 @@ def run_analysis(args: argparse.Namespace, *, command: str) -> Path:
         raise AnalysisError(f"WANDB_MODE={mode!r} is not allowed here; use one of {', '.join(WANDB_MODES)}")
     if args.umap_samples < 0 or 0 < args.umap_samples < 3:
         raise AnalysisError(f"--umap-samples {args.umap_samples} is out of range; it must be 0 (off) or >= 3")
+    for flag, value, low in (("--pd-models", args.pd_models, 1), ("--bootstrap", args.bootstrap, 100),
+                             ("--noise-splits", args.noise_splits, 1), ("--gallery-images", args.gallery_images, 0)):  # fmt: skip
+        if value < low:
+            raise AnalysisError(f"{flag} {value} is out of range; it must be >= {low}")
     _check_out(out)
 
     _progress(1, f"finding run folders in {len(args.runs)} pattern(s)")
-    study = load_study(args.runs, allow_single=args.allow_single, show=_show)
+    study = load_study(
+        args.runs, allow_single=args.allow_single, allow_incomplete=args.allow_incomplete, pd_models=args.pd_models, show=_show
+    )
     _progress(
         2,
         f"loaded {len(study.runs)} runs (run.json + per_sample/test.npz) into {len(study.populations)} populations: "
         + ", ".join(f"{s.label()} n={p.n}" for s, p in study.populations.items()),
     )
+    pairs, pair_warnings = pair_children(study, n_boot=args.bootstrap, seed=args.stats_seed, show=_show)
+    study.warnings += pair_warnings
     for warning in study.warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
 
@@ -156,34 +198,44 @@ def run_analysis(args: argparse.Namespace, *, command: str) -> Path:
             f"PIEs (tie rule '{args.pie_tie}') for {len(pies)} pruned populations: "
             + (", ".join(f"{s.label()}={r.count}" for s, r in pies.items()) or "none (no pruned population with a dense one)"),
         )
-        tables = all_tables(study, pies, shared, show=_show)
+        stats = compute_stats(study, pies, n_boot=args.bootstrap, n_splits=args.noise_splits, seed=args.stats_seed, tie=args.pie_tie)
+        findings = all_findings(study, pies, stats)
+        verdicts = "; ".join(f"{d}: " + ", ".join(f"{f.key} {f.verdict.split(' (')[0]}" for f in items) for d, items in findings.items())
+        _progress(
+            4,
+            f"statistics: {args.bootstrap} bootstrap resamples over models, noise floors of {len(stats.floors)} dense "
+            f"population(s) ({args.noise_splits} splits), {sum(len(c.pairs) for c in pairs.values())} One-Shot child/parent "
+            f"pair(s); findings {verdicts}",
+        )
+        tables = all_tables(study, pies, shared, stats, pairs, show=_show)
         for table in tables:
             table.write(tmp / "tables")
-        _progress(4, f"tables: {', '.join(t.name for t in tables)} -> tables/*.md, tables/*.csv")
-        figures = all_figures(study, pies, umap_samples=args.umap_samples)
+        _progress(5, f"tables: {', '.join(t.name for t in tables)} -> tables/*.md, tables/*.csv")
+        figures = all_figures(study, pies, umap_samples=args.umap_samples, gallery_images=args.gallery_images)
         for fig in figures.figures:
             fig.write(tmp / "figures")
         _progress(
-            5,
+            6,
             f"figures: {len(figures.figures)} PNG"
             + (f"; not drawn: {len(figures.missing)} (missing inputs, listed in the report)" if figures.missing else ""),
         )
         report = tmp / "report.md"
         text = render_report(
-            study, tables, figures, command=command, tie=args.pie_tie, seconds_so_far=time.perf_counter() - start
-        )
+            study, tables, figures, command=command, tie=args.pie_tie, stats=stats, findings=findings, show=_show,
+            seconds_so_far=time.perf_counter() - start,
+        )  # fmt: skip
         report.write_text(text, encoding="utf-8")
-        _progress(6, f"report: {out / 'report.md'}")
+        _progress(7, f"report: {out / 'report.md'}")
         folder = log_to_wandb(
             tmp, study, tables, figures.figures, mode=mode, project=args.wandb_project,
             config=_summary_config(args, study, mode), report=report,
         )  # fmt: skip
         if folder is None:
-            _progress(7, "W&B: disabled")
+            _progress(8, "W&B: disabled")
         else:
             where = out / folder.relative_to(tmp)
             hint = f" (upload: wandb sync {where})" if mode == "offline" else ""
-            _progress(7, f"W&B ({mode}, job_type=analyze): {where}{hint}")
+            _progress(8, f"W&B ({mode}, job_type=analyze): {where}{hint}")
         _publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

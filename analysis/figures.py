@@ -7,6 +7,15 @@
 * ``pies_per_class_<dataset>_<schedule>.png`` (paper Figs 4/7): PIEs per true class, one bar per
   method, split into the part shared with the other method(s) at the same sparsity and the part
   unique to it; one panel per sparsity.
+* ``figure3_pd_<dataset>.png`` (paper Fig 3): per-sample PD-Score of the dense population (x) vs
+  the 90% population (y; the highest sparsity of a schedule without 90%), one panel per
+  method/schedule, PIEs red, Spearman ρ in each title; PD over the first ``--pd-models`` seeds.
+* ``figure6_flips_<dataset>_<method>_<schedule>_<percent>.png`` (paper Fig 6): a gallery of test
+  images whose modal prediction flips between the dense and the pruned population (PIEs) at the
+  highest sparsity of each method/schedule, each titled with the dense (U) and sparse (S)
+  predicted class — class names when the datamodule class has ``class_names``. The pixels come from
+  the dataset named in the runs' ``config.yaml`` (:mod:`analysis.images`); when it cannot be
+  loaded the gallery is listed as not drawn with the reason.
 * ``umap_<dataset>.png`` (paper Figs 1/5): a grid, rows = methods, columns = dense and every
   (schedule, sparsity), each cell the test representations of the population's first model
   (lowest seed) in 2-D, coloured by class. Source, per run: the ``features`` array of
@@ -24,8 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.pies import SettingPies, method_key
+from analysis.pies import SettingPies, class_counts, method_key
 from analysis.runs import DENSE, Population, Run, Setting, Study, method_name, pruning_name
+from analysis.stats import spearman
 
 SCATTER_METRICS = (("q_score", "Q-Score"), ("pd_score", "prediction depth"))
 UMAP_FILE = Path("figures") / "umap_test.npz"
@@ -115,10 +125,11 @@ def scatter_figures(study: Study, pies: dict[Setting, SettingPies]) -> FigureSet
         settings.sort(key=lambda s: s.sparsity)
         dense = study.populations[settings[0].dense]
         for array, metric in SCATTER_METRICS:
-            dense_values = dense.stack(array)
+            first = study.pd_models if array == "pd_score" else None  # PD: the models Table 6 uses
+            dense_values = dense.stack(array, first=first)
             panels = []
             for setting in settings:
-                pruned_values = study.populations[setting].stack(array)
+                pruned_values = study.populations[setting].stack(array, first=first)
                 if dense_values is None or pruned_values is None:
                     continue
                 (dx, dn), (py, pn) = dense_values, pruned_values
@@ -135,9 +146,144 @@ def scatter_figures(study: Study, pies: dict[Setting, SettingPies]) -> FigureSet
                     title=f"{metric}: dense vs pruned, {label}",
                     how=(
                         f"x = per-sample {array} averaged over the dense models, y = averaged over the pruned models "
-                        "of that sparsity; red = PIE; black = identity line (points below it lost score under pruning)."
+                        "of that sparsity; red = PIE; black = identity line (points below it lost score under pruning)"
+                        + (f"; PD over the first {study.pd_models} seeds of each population." if first else ".")
                     ),
                     png=scatter_png(panels, metric=metric, title=f"{metric}: dense vs pruned — {label}"),
+                )
+            )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 3: PD dense vs the 90 % population, one panel per method/schedule
+# ---------------------------------------------------------------------------------------------
+FIGURE3_SPARSITY = 0.9
+
+
+def figure3_figures(study: Study, pies: dict[Setting, SettingPies]) -> FigureSet:
+    """Per dataset, dense-vs-pruned per-sample PD at 90% (else the highest sparsity), one panel per method/schedule."""
+    out = FigureSet()
+    n = study.pd_models
+    for dataset in study.datasets:
+        groups: dict[tuple[str, str], list[Setting]] = {}
+        for setting in pies:
+            if setting.dataset == dataset:
+                groups.setdefault((setting.method, setting.pruning), []).append(setting)
+        panels = []
+        skipped = []
+        for (method, pruning), settings in sorted(groups.items(), key=lambda kv: (method_key(kv[0][0]), _pruning_key(kv[0][1]))):
+            at90 = [s for s in settings if abs(s.sparsity - FIGURE3_SPARSITY) < 1e-9]
+            setting = at90[0] if at90 else max(settings, key=lambda s: s.sparsity)
+            dense = study.populations[setting.dense].stack("pd_score", first=n)
+            pruned = study.populations[setting].stack("pd_score", first=n)
+            label = f"{method_name(method)} · {pruning_name(pruning)} {setting.percent}%"
+            if dense is None or pruned is None:
+                skipped.append(label)
+                continue
+            x, y = dense[0].mean(0), pruned[0].mean(0)
+            rho = spearman(x, y)
+            panels.append((f"{label} (ρ={rho:.2f}; n={dense[1]}/{pruned[1]})", x, y, pies[setting].flags))
+        if not panels:
+            if groups:
+                out.missing.append(f"Figure 3 for {dataset}: no pd_score in the dense and pruned populations (add callbacks.metrics.PredictionDepth)")
+            continue
+        if skipped:
+            out.missing.append(f"Figure 3 for {dataset}: panels left out, no pd_score: {'; '.join(skipped)}")
+        out.figures.append(
+            Figure(
+                name=f"figure3_pd_{dataset}.png",
+                title=f"Figure 3 — PD-Score, dense vs {round(FIGURE3_SPARSITY * 100)}% population, {dataset}",
+                how=(
+                    f"per test sample, PD-Score averaged over the first {n} seeds of the dense population (x) and of the "
+                    f"{round(FIGURE3_SPARSITY * 100)}% population (y; the highest sparsity of a schedule without one, named in "
+                    "the panel), one panel per method/schedule; red = PIE; ρ = Spearman correlation of x and y; n = dense/pruned models."
+                ),
+                png=scatter_png(panels, metric="PD-Score", title=f"PD-Score: dense vs pruned — {dataset}"),
+            )
+        )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Figure 6: gallery of flipped predictions
+# ---------------------------------------------------------------------------------------------
+def gallery_png(images: np.ndarray, titles: Sequence[str], *, title: str, columns: int = 8) -> bytes:
+    """A grid of uint8 ``[K, H, W, 3]`` images, each with its (short, multi-line) title."""
+    plt = _plt()
+    k = len(images)
+    cols = min(columns, k)
+    rows = (k + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(1.45 * cols, 2.0 * rows + 0.5), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for ax, image, text in zip(axes.ravel(), images, titles):
+        ax.imshow(image, interpolation="nearest")
+        ax.set_title(text, fontsize=6.5)
+    fig.suptitle(title, fontsize=9)
+    return _png(fig)
+
+
+def _flips(study: Study, result: SettingPies, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Rows (positions in the per-sample arrays) of up to ``count`` PIEs, most clear-cut first, with the
+    dense and pruned modal labels (a tie goes to the lowest class)."""
+    dense = study.populations[result.setting.dense]
+    pruned = study.populations[result.setting]
+    c = result.num_classes
+    dv, pv = class_counts(dense.preds(), c), class_counts(pruned.preds(), c)
+    du, ps = dv.argmax(1), pv.argmax(1)
+    share = dv.max(1) / dense.n + pv.max(1) / pruned.n  # agreement of each population on its own mode
+    rows = np.flatnonzero(result.flags & (du != ps))
+    rows = rows[np.lexsort((rows, -share[rows]))][:count]
+    return rows, du[rows], ps[rows]
+
+
+def figure6_figures(study: Study, pies: dict[Setting, SettingPies], *, images: int = 16) -> FigureSet:
+    """Per (dataset, method, schedule) at its highest sparsity: up to ``images`` PIEs labelled U (dense) / S (sparse)."""
+    out = FigureSet()
+    if images == 0:
+        out.missing.append("Figure 6 galleries: disabled (--gallery-images 0)")
+        return out
+    from analysis.images import ImagesUnavailable, load_test_images
+
+    for dataset in study.datasets:
+        cells: dict[tuple[str, str], Setting] = {}
+        for setting in pies:
+            if setting.dataset == dataset:
+                key = (setting.method, setting.pruning)
+                if key not in cells or setting.sparsity > cells[key].sparsity:
+                    cells[key] = setting
+        if not cells:
+            continue
+        first = min((r for r in study.runs if r.setting.dataset == dataset), key=lambda r: str(r.path))
+        try:
+            data = load_test_images(first.path, first.arrays["index"], first.arrays["label"])
+        except ImagesUnavailable as err:
+            out.missing.append(f"Figure 6 galleries for {dataset}: the test images could not be loaded from {first.path / 'config.yaml'}: {err}")
+            continue
+        index = first.arrays["index"]
+        for (method, pruning), setting in sorted(cells.items(), key=lambda kv: (method_key(kv[0][0]), _pruning_key(kv[0][1]))):
+            result = pies[setting]
+            rows, dense_labels, pruned_labels = _flips(study, result, images)
+            label = f"{dataset} · {method_name(method)} · {pruning_name(pruning)} {setting.percent}%"
+            if not len(rows):
+                out.missing.append(f"Figure 6 gallery for {label}: no prediction flips (0 PIEs with distinct modal labels)")
+                continue
+            titles = [
+                f"U: {data.name(u)}\nS: {data.name(p)}\n(true {data.name(t)})"
+                for u, p, t in zip(dense_labels, pruned_labels, result.labels[rows])
+            ]
+            out.figures.append(
+                Figure(
+                    name=f"figure6_flips_{setting.slug()}.png",
+                    title=f"Figure 6 — predictions that flip under pruning, {label}",
+                    how=(
+                        f"{len(rows)} of the {result.count} PIEs, those on which each population agrees most with its own mode "
+                        f"first; U = modal class of the {result.n_dense} dense models, S = of the {result.n_pruned} pruned models "
+                        f"(ties: lowest class), true = label; images from {data.source}; labels: "
+                        + (f"class names of {data.class_path}." if data.class_names else f"class indices ({data.class_path} has no class_names).")
+                    ),
+                    png=gallery_png(data.images[index[rows]], titles, title=f"U (dense) vs S (sparse) — {label}"),
                 )
             )
     return out
@@ -305,10 +451,16 @@ def umap_figures(study: Study, *, samples: int = 2000, seed: int = 0) -> FigureS
     return out
 
 
-def all_figures(study: Study, pies: dict[Setting, SettingPies], *, umap_samples: int = 2000) -> FigureSet:
+def all_figures(
+    study: Study, pies: dict[Setting, SettingPies], *, umap_samples: int = 2000, gallery_images: int = 16
+) -> FigureSet:
     """Every figure of the report, in report order, plus the list of what could not be drawn."""
     result = FigureSet()
-    for part in (scatter_figures(study, pies), pie_bar_figures(pies), umap_figures(study, samples=umap_samples)):
+    parts = (
+        figure3_figures(study, pies), scatter_figures(study, pies), figure6_figures(study, pies, images=gallery_images),
+        pie_bar_figures(pies), umap_figures(study, samples=umap_samples),
+    )  # fmt: skip
+    for part in parts:
         result.figures += part.figures
         result.missing += part.missing
     return result
@@ -318,6 +470,9 @@ __all__ = [
     "Figure",
     "FigureSet",
     "all_figures",
+    "figure3_figures",
+    "figure6_figures",
+    "gallery_png",
     "pie_bar_figures",
     "pie_bars_png",
     "scatter_figures",

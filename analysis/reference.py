@@ -3,15 +3,34 @@
 Keys are ``(method, pruning, sparsity_percent)`` with the names run.json uses: methods ``sup`` and
 ``supcon`` (SCL), pruning ``dense``, ``gmp``, ``delta_gmp``, ``oneshot``. Only CIFAR-10 settings
 have reference numbers; :func:`matches` says whether a run setting is comparable.
+
+What is here is exactly what REFERENCE.md gives, nothing filled in: Table 1 in full for 0–90%;
+Tables 4/5 for the dense models and 90% (GMP and One-Shot; not ΔGMP, not 30–70%); Table 6 only as
+the paper's summary (a value or a range per method, "at every sparsity"). The appendix's 95% and
+99% numbers and the paper's full tables could not be obtained (no full text reachable); the report
+names every one of our cells that therefore has no reference number (:func:`unavailable`).
+Population sizes the paper states: 30 models per cell (PIEs, accuracy), PD averaged over 5.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
+from analysis.runs import method_name, pruning_name
+
 PAPER = "Corti et al. 2022 (CIFAR-10, WRN-16-2, 30 models per cell)"
 DATASET = "cifar10"
 MODELS_PER_CELL = 30
+#: models the paper averages prediction depth over, per cell (Table 6)
+PD_MODELS_PER_CELL = 5
+#: sparsities (%) of the paper's main tables; 95 and 99 are in its appendix, whose numbers are not available here
+MAIN_SPARSITIES = (30, 50, 70, 90)
+#: what REFERENCE.md gives for each table, said in the report
+AVAILABLE = {
+    "table1": "Table 1 in full (Sup/GMP, Sup/One-Shot, SCL/GMP, SCL/ΔGMP, SCL/One-Shot at 0, 30, 50, 70, 90%)",
+    "table4_5": "Tables 4/5 for the dense models and 90% GMP and One-Shot only (no ΔGMP, no 30–70%)",
+    "table6": "Table 6 only as the paper's summary: PD of PIEs vs non-PIEs ≈ one value or a range per method, at 30–90%",
+}
 
 
 @dataclass(frozen=True)
@@ -115,14 +134,44 @@ def table4_5(dataset: str, method: str, pruning: str, percent: int) -> QCell | N
 
 
 def table6(dataset: str, method: str, pruning: str, percent: int) -> PDCell | None:
-    if not matches(dataset) or pruning == "dense" or percent not in (30, 50, 70, 90):
+    if not matches(dataset) or pruning == "dense" or percent not in MAIN_SPARSITIES:
         return None
     return TABLE6.get(method)
 
 
+def _why_missing(method: str, pruning: str, percent: int) -> str:
+    if method not in ("sup", "supcon"):
+        return "the paper has no such method"
+    if pruning not in ("dense", "gmp", "delta_gmp", "oneshot"):
+        return "the paper has no such schedule"
+    if percent not in (0, *MAIN_SPARSITIES):
+        return f"{percent}% is in the paper's appendix, whose numbers are not available here"
+    return "not in the paper's table as REFERENCE.md gives it"
+
+
+def unavailable(table: str, cells: list[tuple[str, str, str, int]]) -> list[str]:
+    """For ``cells`` = ``(dataset, method, pruning, percent)`` of our populations, those without a
+    reference number in ``table`` (``table1``, ``table4_5``, ``table6``), each with the reason.
+
+    Cells of another dataset than CIFAR-10 are not listed (nothing to compare with at all).
+    """
+    lookup = {"table1": table1, "table4_5": table4_5, "table6": table6}[table]
+    out = []
+    for dataset, method, pruning, percent in cells:
+        if not matches(dataset) or (table == "table6" and pruning == "dense"):
+            continue
+        if lookup(dataset, method, pruning, percent) is None:
+            name = f"{method_name(method)} · {pruning_name(pruning)}" + ("" if pruning == "dense" else f" {percent}%")
+            out.append(f"{name} ({_why_missing(method, pruning, percent)})")
+    return out
+
+
 __all__ = [
+    "AVAILABLE",
     "FINDINGS",
+    "MAIN_SPARSITIES",
     "MODELS_PER_CELL",
+    "PD_MODELS_PER_CELL",
     "PAPER",
     "PDCell",
     "QCell",
@@ -134,4 +183,5 @@ __all__ = [
     "table1",
     "table4_5",
     "table6",
+    "unavailable",
 ]

@@ -1,5 +1,9 @@
-"""``<out>/report.md`` (every table and figure, one line on how each was computed, the paper beside
-ours where the setting matches) and one W&B run (``job_type="analyze"``) with the same tables and images.
+"""``<out>/report.md`` and one W&B run (``job_type="analyze"``) with the same tables and images.
+
+The report: a banner when ``--allow-incomplete`` let half-done runs in; how populations, PIEs,
+intervals and the noise floor are computed; the paper's findings F1–F4 judged against these runs
+(:mod:`analysis.findings`); warnings; every table and figure with one line on how it was computed;
+what could not be drawn; which paper reference numbers exist and which of our cells have none.
 """
 
 from __future__ import annotations
@@ -12,13 +16,76 @@ from typing import Any
 
 from analysis import reference
 from analysis.figures import Figure, FigureSet
+from analysis.findings import Finding
 from analysis.runs import Study
 from analysis.tables import Table
+from analysis.uncertainty import StudyStats
 
 TIE_TEXT = {
     "lowest": "a tie in the mode goes to the lowest class index (the authors' code, REFERENCE §3)",
     "disjoint": "tied modal classes form a set; a sample is a PIE only if the dense and pruned sets share no class",
 }
+
+
+def _banner(study: Study, show: Any) -> list[str]:
+    """The --allow-incomplete banner: runs included anyway and runs left out, with why."""
+    if not study.included_anyway and not study.left_out:
+        return []
+    lines = [
+        "> **Warning: analysed with `--allow-incomplete`.** Some runs below are half-done or inconsistent; numbers "
+        "that include them are not the study's final numbers.",
+        ">",
+    ]
+    if study.included_anyway:
+        lines.append("> Runs included anyway:")
+        lines += [f"> - `{show(p.path)}`: {p.what}" for p in study.included_anyway]
+    if study.left_out:
+        lines.append("> Runs left out (could not be read):")
+        lines += [f"> - `{show(p.path)}`: {p.what}" for p in study.left_out]
+    return [*lines, ""]
+
+
+def _reference_lines(study: Study) -> list[str]:
+    lines = [
+        "## Paper reference numbers",
+        "",
+        f"Source: {reference.PAPER}; the paper states {reference.MODELS_PER_CELL} models per cell for accuracy and PIEs "
+        f"and PD averaged over {reference.PD_MODELS_PER_CELL} models. What is available here (REFERENCE.md §4):",
+        "",
+        *[f"- {text}" for text in reference.AVAILABLE.values()],
+        "- The appendix numbers (95%, 99% sparsity) and the paper's full tables are **not available** (no full text "
+        "was reachable); nothing is filled in for them.",
+        "",
+    ]
+    others = [d for d in study.datasets if not reference.matches(d)]
+    if others:
+        lines += [f"No paper numbers for {', '.join(others)}: the paper reports {reference.DATASET} only.", ""]
+    if reference.DATASET in study.datasets:
+        cells = [(s.dataset, s.method, s.pruning, s.percent) for s in study.of(reference.DATASET)]
+        for table, title in (("table1", "Table 1"), ("table4_5", "Tables 4/5"), ("table6", "Table 6")):
+            missing = reference.unavailable(table, cells)
+            if missing:
+                lines.append(f"- {title}: no reference number for {len(missing)} of our cells — {'; '.join(missing)}.")
+        lines.append("")
+    return lines
+
+
+def _stats_lines(study: Study, stats: StudyStats | None) -> list[str]:
+    if stats is None:
+        return []
+    no_floor = [s.label() for s, p in study.populations.items() if s.is_dense and s not in stats.floors]
+    lines = [
+        f"- **Uncertainty**: 95% bootstrap percentile intervals over models — each population's models resampled with "
+        f"replacement, {stats.n_boot} resamples, seed {stats.seed} (per population, so its draws do not depend on the "
+        "other runs loaded); differences between populations combine independent resamples.",
+        f"- **Noise floor** of PIEs: each dense population with ≥ 4 models is split {stats.n_splits} times into two "
+        "disjoint random halves; the PIEs of one half's modal prediction against the other's are PIEs without any "
+        "pruning. **A pruned cell's PIE count means something only well above its floor** (compared like for like, at "
+        "half size, in the PIE counts against the noise floor table).",
+    ]
+    if no_floor:
+        lines.append(f"  No noise floor (fewer than 4 dense models): {'; '.join(no_floor)}.")
+    return lines
 
 
 def render_report(
@@ -28,6 +95,9 @@ def render_report(
     *,
     command: str,
     tie: str,
+    stats: StudyStats | None = None,
+    findings: dict[str, list[Finding]] | None = None,
+    show: Any = str,
     seconds_so_far: float | None = None,
 ) -> str:
     """The Markdown report (figures are linked as ``figures/<name>``)."""
@@ -35,14 +105,20 @@ def render_report(
     lines = [
         "# Population analysis: PIEs, tables, figures",
         "",
+        *_banner(study, show),
         f"Made by `{command}` on {time.strftime('%Y-%m-%d %H:%M:%S')}: {len(study.runs)} runs in {n_pop} populations "
         f"(datasets: {', '.join(study.datasets)}).",
         "",
         f"- **Populations** group runs by (dataset, method, pruning schedule, target sparsity) from `run.json`; "
-        f"a run without pruning (or with target 0) is dense. Every cell says how many models it aggregates (n).",
+        f"a run without pruning (or with target 0) is dense. Every cell says how many models it aggregates (n). "
+        f"Only runs whose `run.json` status is `complete` are read"
+        + (" (here some were included anyway, see the banner)." if study.included_anyway else "."),
         f"- **PIE** (Hooker et al. 2019): a test image whose modal prediction over the pruned models differs from "
         f"the modal prediction over the dense models of the same method; the true label is not used. Tie rule "
         f"`{tie}`: {TIE_TEXT[tie]}.",
+        *_stats_lines(study, stats),
+        f"- **Table 6** averages PD over the first {study.pd_models} seeds of each population (`--pd-models`; the "
+        f"paper: {reference.PD_MODELS_PER_CELL}).",
         f"- **Paper numbers** ({reference.PAPER}) appear beside ours only where the setting matches "
         f"(dataset {reference.DATASET}, same method, schedule and sparsity); the paper used "
         f"{reference.MODELS_PER_CELL} models per cell. PIE counts depend on the population size: the mode of a few "
@@ -51,6 +127,20 @@ def render_report(
         f"even when the run was tested on several devices.",
         "",
     ]
+    if findings:
+        lines += ["## Findings of the paper against these runs", ""]
+        lines += [
+            "Each sub-claim is judged by the 95% interval of the difference it predicts: *supported* when the interval lies "
+            "on the predicted side of 0, *contradicted* when on the other, *cannot resolve* when it contains 0, when a PIE "
+            "count is not above its noise floor, or when populations are missing. Small or short-trained populations "
+            "mostly cannot resolve the paper's findings; that is the honest answer, not a failure.",
+            "",
+        ]
+        for dataset, items in findings.items():
+            lines += [f"### {dataset}", ""]
+            for item in items:
+                lines += item.markdown()
+            lines.append("")
     if study.warnings:
         lines += ["## Warnings", ""] + [f"- {w}" for w in study.warnings] + [""]
     for table in tables:
@@ -64,11 +154,9 @@ def render_report(
         lines += [f"### {fig.title}", "", f"*How:* {fig.how}", "", f"![{fig.title}](figures/{fig.name})", ""]
     if figures.missing:
         lines += ["### Not drawn (missing inputs)", ""] + [f"- {m}" for m in figures.missing] + [""]
-    lines += ["## What the paper found (to check against the tables above)", ""]
-    lines += [f"- **{key}**: {text}" for key, text in reference.FINDINGS.items()]
-    lines.append("")
+    lines += _reference_lines(study)
     if seconds_so_far is not None:
-        lines += [f"*Runs loaded, PIEs, tables and figures computed in {seconds_so_far:.1f} s (before W&B logging).*", ""]
+        lines += [f"*Runs loaded, PIEs, statistics, tables and figures computed in {seconds_so_far:.1f} s (before W&B logging).*", ""]
     return "\n".join(lines)
 
 
@@ -126,6 +214,9 @@ def log_to_wandb(
                     run.summary[f"n_models/{key}"] = row["n_models"]
                     if row.get("pies") is not None:
                         run.summary[f"pies/{key}"] = row["pies"]
+                    for name in ("acc_diff", "acc_diff_low", "acc_diff_high", "pies_low", "pies_high", "noise_floor_mean"):
+                        if row.get(name) is not None:
+                            run.summary[f"{name}/{key}"] = _wandb_value(row[name])
         artifact = wandb.Artifact(name="analysis-report", type="analysis")
         artifact.add_file(str(report), name="report.md")
         for table in tables:

@@ -20,10 +20,28 @@ Checks (bad input raises :class:`AnalysisError`, printed by ``analysis.cli`` as 
 * a population of one model, when mean ± std over models is asked for (Table 1 accuracy), unless
   ``allow_single`` (then its std is reported as "–" and its cell says n=1).
 
-Mixed or incomplete runs that still allow a computation are named in warnings: a pruned run whose
-achieved sparsity misses its target, populations mixing epochs/backbones/encoder sizes, repeated
-seeds, a ``run.json`` without ``test_acc`` (test did not finish) or whose ``test_acc`` disagrees
-with the per-sample file, a pruned population without a dense one.
+**Nothing half-done is analysed.** These runs are refused together, in one error line that names
+every folder and why (:func:`completeness_problems`), unless ``allow_incomplete``:
+
+* ``status`` in ``run.json`` is not ``complete`` (``running``, ``incomplete``, ``failed``,
+  ``interrupted``; runs made before the status contract have none) — its ``status_reason`` is shown;
+* a pruned run whose achieved sparsity (``achieved_sparsity_targets``, over the tensors the
+  schedule pruned, else ``achieved_sparsity``) misses its target by more than
+  :data:`SPARSITY_TOLERANCE`, or that recorded none;
+* an unreadable or truncated ``per_sample/test.npz`` (not a zip, a member cut short, arrays of
+  different lengths);
+* a per-sample file that lacks a column other runs of its population have (a run killed during its
+  Q-Score callback has no ``q_score``; averaging fewer models would be silent). ``pd_score`` is read
+  only from the first ``pd_models`` seeds of a population (Table 6 averages PD over 5 models, as the
+  paper), so only those must have it.
+
+With ``allow_incomplete`` each problem becomes one warning; runs that can be read are included
+(the report opens with a banner listing them), unreadable ones are left out. A run folder without
+a per-sample file is refused on its own line (or, with ``allow_incomplete``, left out with a warning).
+
+Mixed runs that still allow a computation are named in warnings: populations mixing
+epochs/backbones/encoder sizes/One-Shot modes, repeated seeds, a ``run.json`` without ``test_acc``
+or whose ``test_acc`` disagrees with the per-sample file, a pruned population without a dense one.
 """
 
 from __future__ import annotations
@@ -31,6 +49,8 @@ from __future__ import annotations
 import glob
 import json
 import math
+import zipfile
+import zlib
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -45,10 +65,23 @@ DENSE = "dense"
 #: tolerance between target and achieved sparsity before a run is called incomplete
 SPARSITY_TOLERANCE = 0.01
 #: run.json keys that should agree inside a population (warned about when they do not)
-CONSISTENT_KEYS = ("epochs", "backbone", "encoder_parameters", "pruning_scope", "pruning_granularity", "num_classes")
+CONSISTENT_KEYS = (
+    "epochs", "max_epochs", "backbone", "encoder_parameters", "pruning_scope", "pruning_granularity",
+    "pruning_targets", "num_classes", "oneshot_mode",
+)  # fmt: skip
+#: the only run status analyze reads (callbacks/run_summary.py writes it last)
+COMPLETE = "complete"
+#: Table 6 averages prediction depth over this many models per cell, as the paper (REFERENCE §3)
+PD_MODELS = 5
+#: per-sample columns read only from the first ``pd_models`` seeds of a population
+PD_COLUMNS = ("pd_score",)
+#: what can go wrong reading a per-sample file (np.load of a truncated or foreign file)
+_NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
 METHOD_NAMES = {"sup": "Sup", "supcon": "SCL", "simclr": "SimCLR", "byol": "BYOL"}
-PRUNING_NAMES = {DENSE: "dense", "gmp": "GMP", "delta_gmp": "ΔGMP", "oneshot": "One-Shot"}
+PRUNING_NAMES = {
+    DENSE: "dense", "gmp": "GMP", "delta_gmp": "ΔGMP", "oneshot": "One-Shot", "synccp": "SyncCP", "regrow": "regrow",
+}  # fmt: skip
 
 
 class AnalysisError(ValueError):
@@ -125,6 +158,17 @@ class Run:
     def has(self, name: str) -> bool:
         return name in self.arrays
 
+    @property
+    def status(self) -> str | None:
+        status = self.summary.get("status")
+        return str(status) if status is not None else None
+
+    @property
+    def parent(self) -> dict[str, Any] | None:
+        """``parent_run`` of a One-Shot child (``path``, ``seed``, ...), None otherwise."""
+        parent = self.summary.get("parent_run")
+        return parent if isinstance(parent, dict) and parent.get("path") else None
+
 
 @dataclass
 class Population:
@@ -164,12 +208,20 @@ class Population:
         """Predicted classes ``[models, N]``."""
         return np.stack([r.arrays["pred"].astype(np.int64) for r in self.runs])
 
-    def stack(self, name: str) -> tuple[np.ndarray, int] | None:
-        """``(values [models_with_it, N] float64, models_with_it)`` of a per-sample array, or None if no run has it."""
-        rows = [r.arrays[name].astype(np.float64) for r in self.runs if r.has(name)]
+    def stack(self, name: str, *, first: int | None = None) -> tuple[np.ndarray, int] | None:
+        """``(values [models_with_it, N] float64, models_with_it)`` of a per-sample array, or None if no run has it.
+
+        ``first``: use only the first ``first`` runs (sorted by seed), as Table 6 does for ``pd_score``.
+        """
+        runs = self.runs if first is None else self.runs[:first]
+        rows = [r.arrays[name].astype(np.float64) for r in runs if r.has(name)]
         if not rows:
             return None
         return np.stack(rows), len(rows)
+
+    def first_seeds(self, count: int) -> list[int | None]:
+        """Seeds of the first ``count`` runs (the models Table 6 averages)."""
+        return [r.seed for r in self.runs[:count]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -228,21 +280,38 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
         return {name: data[name] for name in data.files}
 
 
-def load_runs(paths: Iterable[Path], *, show: Any = str) -> list[Run]:
+@dataclass(frozen=True)
+class Problem:
+    """Why a run is not (fully) analysable: its folder, a short reason, and whether it could be read at all."""
+
+    path: Path
+    what: str
+    readable: bool = True
+
+
+def _short(text: Any, limit: int = 90) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def load_runs(paths: Iterable[Path], *, show: Any = str) -> tuple[list[Run], list[Problem], list[Path]]:
     """Read ``run.json`` + ``per_sample/test.npz`` of every folder.
 
     Args:
         paths: run folders.
         show: how a folder is named in messages (default ``str``).
 
+    Returns:
+        ``(runs, unreadable, no_file)``: the runs read; a :class:`Problem` (``readable=False``) per
+        unreadable or truncated per-sample file; the folders without a per-sample file.
+
     Raises:
-        AnalysisError: listing every folder whose ``run.json`` is unreadable or incomplete, and
-            every folder without a usable per-sample file.
+        AnalysisError: listing every folder whose ``run.json`` is unreadable or has no dataset/method.
     """
     runs: list[Run] = []
     bad_json: list[str] = []
-    no_file: list[str] = []
-    bad_file: list[str] = []
+    no_file: list[Path] = []
+    unreadable: list[Problem] = []
     for path in paths:
         try:
             summary = json.loads((path / "run.json").read_text())
@@ -253,35 +322,51 @@ def load_runs(paths: Iterable[Path], *, show: Any = str) -> list[Run]:
             continue
         npz = path / PER_SAMPLE_FILE
         if not npz.is_file():
-            no_file.append(show(path))
+            no_file.append(path)
             continue
         try:
             arrays = _read_npz(npz)
-        except (OSError, ValueError):
-            bad_file.append(f"{show(path)} (unreadable)")
+        except _NPZ_ERRORS as err:
+            unreadable.append(Problem(path, f"{PER_SAMPLE_FILE} unreadable or truncated: {type(err).__name__}", readable=False))
             continue
         missing = [k for k in REQUIRED_ARRAYS if k not in arrays]
-        rows = {len(v) for k, v in arrays.items() if k in REQUIRED_ARRAYS}
+        rows = {len(v) for v in arrays.values() if np.ndim(v) >= 1}
         if missing or len(rows) != 1 or not len(arrays["index"]):
-            why = f"no {'/'.join(missing)}" if missing else "arrays of different lengths or empty"
-            bad_file.append(f"{show(path)} ({why})")
+            why = f"no {'/'.join(missing)}" if missing else "arrays of different lengths (truncated?) or empty"
+            unreadable.append(Problem(path, f"{PER_SAMPLE_FILE} unusable: {why}", readable=False))
             continue
         runs.append(Run(path=path, summary=summary, arrays=arrays, setting=_setting_of(summary)))
     if bad_json:
         raise AnalysisError(
             f"{len(bad_json)} run folder(s) have no readable run.json with 'dataset' and 'method': {', '.join(bad_json)}"
         )
-    if no_file:
-        raise AnalysisError(
-            f"{len(no_file)} run folder(s) have no per-sample file {PER_SAMPLE_FILE} (train with the "
-            f"callbacks.metrics.PerSamplePredictions callback and let the test stage finish): {', '.join(no_file)}"
-        )
-    if bad_file:
-        raise AnalysisError(
-            f"{len(bad_file)} run folder(s) have an unusable {PER_SAMPLE_FILE} (needs {', '.join(REQUIRED_ARRAYS)} "
-            f"with one row per sample): {', '.join(bad_file)}"
-        )
-    return runs
+    return runs, unreadable, no_file
+
+
+def _status_text(summary: dict[str, Any] | None) -> str:
+    summary = summary or {}
+    status = summary.get("status")
+    if status is None:
+        return "no status in run.json (made before the run-status contract)"
+    reason = summary.get("status_reason")
+    return f"status {status}" + (f": {_short(reason)}" if reason else "")
+
+
+def no_file_error(no_file: Sequence[Path], *, show: Any = str) -> AnalysisError:
+    """The one-line error for run folders without a per-sample file (their status, when not complete)."""
+
+    def name(path: Path) -> str:
+        try:
+            summary = json.loads((path / "run.json").read_text())
+        except (OSError, ValueError):
+            summary = None
+        status = summary.get("status") if isinstance(summary, dict) else None
+        return show(path) if status == COMPLETE else f"{show(path)} ({_status_text(summary if isinstance(summary, dict) else None)})"
+
+    return AnalysisError(
+        f"{len(no_file)} run folder(s) have no per-sample file {PER_SAMPLE_FILE} (train with the "
+        f"callbacks.metrics.PerSamplePredictions callback and let the test stage finish): {', '.join(name(p) for p in no_file)}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,25 +433,67 @@ def check_population_sizes(populations: dict[Setting, Population], *, allow_sing
     return [f"population(s) of one model, reported with n=1 and std '–': {names}"]
 
 
+def _achieved(summary: dict[str, Any]) -> float | None:
+    """The sparsity the schedule reached over the tensors it pruned (``achieved_sparsity_targets``,
+    else ``achieved_sparsity``: the encoder's Conv2d/Linear weights)."""
+    for key in ("achieved_sparsity_targets", "achieved_sparsity"):
+        value = summary.get(key)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(float(value)):
+            return float(value)
+    return None
+
+
+def completeness_problems(populations: dict[Setting, Population], *, pd_models: int = PD_MODELS) -> list[Problem]:
+    """Everything that makes a readable run half-done (module docstring), one :class:`Problem` per run and reason."""
+    problems: list[Problem] = []
+    for setting, pop in populations.items():
+        label = setting.label()
+        columns: Counter[str] = Counter(name for r in pop.runs for name in r.arrays)
+        for i, run in enumerate(pop.runs):
+            if run.status != COMPLETE:
+                problems.append(Problem(run.path, _status_text(run.summary)))
+            if not setting.is_dense:
+                achieved = _achieved(run.summary)
+                if achieved is None:
+                    problems.append(Problem(run.path, "pruned, but run.json records no achieved sparsity"))
+                elif abs(achieved - setting.sparsity) > SPARSITY_TOLERANCE:
+                    problems.append(
+                        Problem(run.path, f"achieved sparsity {achieved:.3f}, target {setting.sparsity:g} (schedule did not finish?)")
+                    )
+            for name in sorted(columns):
+                if run.has(name):
+                    continue
+                if name in PD_COLUMNS:
+                    if i < pd_models:
+                        problems.append(
+                            Problem(run.path, f"{PER_SAMPLE_FILE} has no {name}, which Table 6 needs from the first "
+                                              f"{pd_models} seeds of {label} ({columns[name]} of {pop.n} runs have it)")
+                        )  # fmt: skip
+                    continue
+                problems.append(
+                    Problem(run.path, f"{PER_SAMPLE_FILE} has no {name}, which {columns[name]} other run(s) of {label} have")
+                )
+    return problems
+
+
+def incomplete_error(problems: Sequence[Problem], *, show: Any = str) -> AnalysisError:
+    """One line naming every refused run folder and why."""
+    folders = {p.path for p in problems}
+    detail = "; ".join(f"{show(p.path)} ({p.what})" for p in problems)
+    return AnalysisError(
+        f"{len(folders)} run(s) are not complete or not usable, so nothing was analysed: {detail}; "
+        "finish them (python cli.py fit ... --run.resume auto), leave them out of --runs, or pass --allow-incomplete "
+        "to analyse them anyway"
+    )
+
+
 def population_warnings(populations: dict[Setting, Population], *, show: Any = str) -> list[str]:
-    """Warnings about mixed or incomplete runs that do not stop the analysis."""
+    """Warnings about mixed runs that do not stop the analysis."""
     warnings: list[str] = []
     for setting, pop in populations.items():
         label = setting.label()
-        # pruned runs that did not reach their target
-        if not setting.is_dense:
-            short = []
-            for r in pop.runs:
-                achieved = r.summary.get("achieved_sparsity")
-                if isinstance(achieved, (int, float)) and abs(float(achieved) - setting.sparsity) > SPARSITY_TOLERANCE:
-                    short.append(f"{show(r.path)} (achieved {float(achieved):.3f})")
-            if short:
-                warnings.append(
-                    f"{label}: {len(short)} run(s) did not reach the target sparsity {setting.sparsity:g} "
-                    f"(incomplete schedule?): {', '.join(short)}"
-                )
-            if setting.dense not in populations:
-                warnings.append(f"{label}: no dense population of {setting.dataset} · {method_name(setting.method)}; its PIEs are left empty")
+        if not setting.is_dense and setting.dense not in populations:
+            warnings.append(f"{label}: no dense population of {setting.dataset} · {method_name(setting.method)}; its PIEs are left empty")
         # mixed training setups inside one population
         for key in CONSISTENT_KEYS:
             values = {json.dumps(r.summary.get(key), sort_keys=True) for r in pop.runs}
@@ -398,11 +525,18 @@ def population_warnings(populations: dict[Setting, Population], *, show: Any = s
 
 @dataclass
 class Study:
-    """Everything ``analyze`` reads: the runs, their populations and the warnings about them."""
+    """Everything ``analyze`` reads: the runs, their populations and the warnings about them.
+
+    ``included_anyway``: problems of runs analysed only because of ``allow_incomplete`` (the report's
+    banner); ``left_out``: runs that could not be read at all and were skipped under it.
+    """
 
     runs: list[Run]
     populations: dict[Setting, Population]
     warnings: list[str]
+    included_anyway: list[Problem] = field(default_factory=list)
+    left_out: list[Problem] = field(default_factory=list)
+    pd_models: int = PD_MODELS
 
     @property
     def datasets(self) -> list[str]:
@@ -412,27 +546,66 @@ class Study:
         return {s: p for s, p in self.populations.items() if s.dataset == dataset}
 
 
-def load_study(patterns: Sequence[str], *, allow_single: bool = False, show: Any = str) -> Study:
-    """Find, load, check and group the runs named by ``patterns`` (see the module docstring)."""
+def load_study(
+    patterns: Sequence[str],
+    *,
+    allow_single: bool = False,
+    allow_incomplete: bool = False,
+    pd_models: int = PD_MODELS,
+    show: Any = str,
+) -> Study:
+    """Find, load, check and group the runs named by ``patterns`` (see the module docstring).
+
+    Raises:
+        AnalysisError: one line for the first kind of bad input found (no run folder, unreadable
+            run.json, no per-sample file, half-done runs, mismatched test sets, a population of one).
+    """
+    if pd_models < 1:
+        raise AnalysisError(f"--pd-models {pd_models} is out of range; it must be >= 1")
     paths = find_run_dirs(patterns)
-    runs = load_runs(paths, show=show)
+    runs, unreadable, no_file = load_runs(paths, show=show)
+    warnings: list[str] = []
+    left_out = list(unreadable)
+    if no_file:
+        if not allow_incomplete:
+            raise no_file_error(no_file, show=show)
+        left_out += [Problem(p, f"no {PER_SAMPLE_FILE}", readable=False) for p in no_file]
+    if not runs:
+        raise AnalysisError(
+            f"no run could be read: {'; '.join(f'{show(p.path)} ({p.what})' for p in left_out)}"
+        )
     check_test_sets(runs, show=show)
     populations = group_runs(runs)
-    warnings = check_population_sizes(populations, allow_single=allow_single, show=show)
+    problems = [*unreadable, *completeness_problems(populations, pd_models=pd_models)]
+    if problems and not allow_incomplete:
+        raise incomplete_error(problems, show=show)
+    included = [p for p in problems if p.readable]
+    for problem in [*left_out, *included]:
+        verb = "left out" if not problem.readable else "included anyway (--allow-incomplete)"
+        warnings.append(f"{show(problem.path)}: {problem.what}; {verb}")
+    warnings += check_population_sizes(populations, allow_single=allow_single, show=show)
     warnings += population_warnings(populations, show=show)
-    return Study(runs=runs, populations=populations, warnings=warnings)
+    return Study(
+        runs=runs, populations=populations, warnings=warnings, included_anyway=included, left_out=left_out,
+        pd_models=pd_models,
+    )  # fmt: skip
 
 
 __all__ = [
     "AnalysisError",
+    "COMPLETE",
     "DENSE",
+    "PD_MODELS",
     "PER_SAMPLE_FILE",
     "Population",
+    "Problem",
     "Run",
     "Setting",
     "Study",
     "check_population_sizes",
     "check_test_sets",
+    "completeness_problems",
+    "incomplete_error",
     "find_run_dirs",
     "group_runs",
     "load_runs",

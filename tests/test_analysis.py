@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import shutil
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +21,8 @@ from analysis.cli import main as analyze
 from analysis.pies import modal_labels, modal_sets, overlap, pie_flags
 from wandb_offline import find_offline_run, history_keys, read_offline_run
 
-SEEDS = (0, 1, 2)
+SEEDS = (0, 1, 2)  # pruned populations
+DENSE_SEEDS = (0, 1, 2, 3)  # dense populations: 4 models, so each has a PIE noise floor (two halves of 2)
 GMP = [
     "--pruning.class_path", "callbacks.pruning.GradualMagnitudePruning",
     "--pruning.init_args.final_sparsity", "0.5",
@@ -30,33 +31,48 @@ GMP = [
     "--pruning.init_args.frequency", "1",
 ]  # fmt: skip
 # shorter than TINY_*: 2 steps per epoch, 2 epochs (4 optimiser steps = the whole GMP schedule),
-# no validation loop or checkpoint, cheap two-view augmentation for SupCon; PD on a 128-image bank
+# no validation loop, cheap two-view augmentation for SupCon; PD on a 128-image bank
 FAST = [
     "--data.init_args.train_size", "128",
     "--trainer.max_epochs", "2",
     "--trainer.limit_val_batches", "0",
-    "--trainer.enable_checkpointing", "false",
     "--run.wandb_mode", "disabled",
     "--trainer.callbacks+=callbacks.metrics.PredictionDepth",
     "--trainer.callbacks.init_args.train_subset_size", "128",
 ]  # fmt: skip
+NO_CKPT = ["--trainer.enable_checkpointing", "false"]
+# One-Shot children of the Sup dense runs (their final checkpoint): prune once, fine-tune 1 epoch
+ONESHOT_CHILD = [
+    "--pruning.class_path", "callbacks.pruning.OneShotPruning",
+    "--pruning.init_args.targets", "network",  # the paper's pool: classifier included
+    "--pruning.init_args.min_layer_density", "0.02",  # at 95 % the tiny classifier would lose every weight
+    "--pruning.init_args.finetune_epochs", "1",
+    "--pruning.init_args.finetune_batch_size", "64",
+]  # fmt: skip
 EXPERIMENTS = {
-    "sup_dense": [*TINY_SUP],
-    "sup_gmp": [*TINY_SUP, *GMP],
-    "supcon_dense": [*TINY_SUPCON, "--data.init_args.augmentation", "supervised"],
-    "supcon_gmp": [*TINY_SUPCON, "--data.init_args.augmentation", "supervised", *GMP],
+    "sup_dense": [*TINY_SUP],  # checkpointed: the One-Shot parents
+    "sup_gmp": [*TINY_SUP, *GMP, *NO_CKPT],
+    "supcon_dense": [*TINY_SUPCON, "--data.init_args.augmentation", "supervised", *NO_CKPT],
+    # SupCon prunes in its contrastive phase only (1 epoch x 2 steps here): the schedule must end there
+    "supcon_gmp": [*TINY_SUPCON, "--data.init_args.augmentation", "supervised", *GMP, "--pruning.init_args.end_step", "2", *NO_CKPT],
+    "sup_oneshot": [*TINY_SUP, *ONESHOT_CHILD, "--pruning.init_args.final_sparsity", "0.5", *NO_CKPT],
+    # the paper's appendix sparsity: flows through every table like the others
+    "sup_oneshot95": [*TINY_SUP, *ONESHOT_CHILD, "--pruning.init_args.final_sparsity", "0.95", *NO_CKPT],
 }
-SETTINGS = {"sup_dense": "Sup · dense", "sup_gmp": "Sup · GMP 50%", "supcon_dense": "SCL · dense", "supcon_gmp": "SCL · GMP 50%"}
-TABLES = ("populations", "table1", "table4_5", "table6", "pies_shared", "pies_per_class")
+CHILDREN = ("sup_oneshot", "sup_oneshot95")
+SEEDS_OF = {name: DENSE_SEEDS if name.endswith("dense") else SEEDS for name in EXPERIMENTS}
+SETTINGS = {
+    "sup_dense": "Sup · dense", "sup_gmp": "Sup · GMP 50%", "supcon_dense": "SCL · dense", "supcon_gmp": "SCL · GMP 50%",
+    "sup_oneshot": "Sup · One-Shot 50%", "sup_oneshot95": "Sup · One-Shot 95%",
+}  # fmt: skip
+TABLES = ("populations", "table1", "pies_uncertainty", "oneshot_pairs", "table4_5", "table6", "pies_shared", "pies_per_class")
 
 
-@pytest.fixture(scope="module")
-def population(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """12 finished run folders ``<root>/runs/<experiment>/s<seed>``, trained in this process."""
+def build_population(root: Path) -> Path:
+    """Train the population under ``<root>/runs/<experiment>/s<seed>`` in this process; returns ``root``."""
     import cli
     import torch
 
-    root = tmp_path_factory.mktemp("population")
     threads = torch.get_num_threads()
     # one intra-op thread: these models are tiny, and on a shared 2-core machine two threads per
     # process run about 3x slower than one
@@ -67,19 +83,31 @@ def population(tmp_path_factory: pytest.TempPathFactory) -> Path:
             mp.setenv("WANDB_MODE", "disabled")
             mp.setattr(sys, "argv", ["cli.py"])  # LightningCLI warns when pytest's argv sits beside args=
             for name, args in EXPERIMENTS.items():
-                for seed in SEEDS:
+                for seed in SEEDS_OF[name]:
                     run_dir = root / "runs" / name / f"s{seed}"
-                    cli.main(["fit", *args, *FAST, "--seed_everything", str(seed), "--run.dir", str(run_dir)])
+                    extra = ["--pruning.init_args.parent", str(root / "runs" / "sup_dense" / f"s{seed}")] if name in CHILDREN else []
+                    if name in CHILDREN:  # the child's whole fit is its fine-tuning
+                        extra += ["--trainer.max_epochs", "1"]
+                    cli.main(["fit", *args, *FAST, *extra, "--seed_everything", str(seed), "--run.dir", str(run_dir)])
                     mp.delenv(cli.RUN_DIR_ENV, raising=False)
     finally:
         torch.set_num_threads(threads)
     return root
 
 
+@pytest.fixture(scope="module")
+def population(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """20 finished run folders ``<root>/runs/<experiment>/s<seed>``, trained in this process."""
+    return build_population(tmp_path_factory.mktemp("population"))
+
+
 # -- an independent reading of the run folders (no analysis.* code) -----------------------------
-def _load(population: Path, name: str) -> list[dict[str, np.ndarray]]:
+N_BOOT, N_SPLITS = 1000, 20  # analyze's defaults
+
+
+def _load(population: Path, name: str, seeds: tuple[int, ...] | None = None) -> list[dict[str, np.ndarray]]:
     out = []
-    for seed in SEEDS:
+    for seed in SEEDS_OF[name] if seeds is None else seeds:
         with np.load(population / "runs" / name / f"s{seed}" / "per_sample" / "test.npz") as data:
             out.append({k: data[k] for k in data.files})
     return out
@@ -89,16 +117,70 @@ def _preds(population: Path, name: str) -> np.ndarray:
     return np.stack([r["pred"] for r in _load(population, name)])
 
 
-def _scipy_pies(population: Path, method: str) -> np.ndarray:
+def _accs(population: Path, name: str) -> np.ndarray:
+    return np.array([np.mean(r["pred"] == r["label"]) * 100 for r in _load(population, name)])
+
+
+def _mode(preds: np.ndarray) -> np.ndarray:
     # scipy.stats.mode returns the smallest of the tied values: the "lowest class index" rule
-    dense = stats.mode(_preds(population, f"{method}_dense"), axis=0, keepdims=False).mode
-    pruned = stats.mode(_preds(population, f"{method}_gmp"), axis=0, keepdims=False).mode
-    return dense != pruned
+    return stats.mode(preds, axis=0, keepdims=False).mode
+
+
+def _scipy_pies(population: Path, method: str, pruned: str = "gmp") -> np.ndarray:
+    return _mode(_preds(population, f"{method}_dense")) != _mode(_preds(population, f"{method}_{pruned}"))
 
 
 def _acc_cell(population: Path, name: str) -> str:
-    acc = np.array([np.mean(r["pred"] == r["label"]) * 100 for r in _load(population, name)])
-    return f"{acc.mean():.2f} ± {acc.std(ddof=1):.2f} (n=3)"
+    acc = _accs(population, name)
+    std = f"{acc.std(ddof=1):.2f}" if len(acc) > 1 else "–"
+    return f"{acc.mean():.2f} ± {std} (n={len(acc)})"
+
+
+def _rng(slug: str, purpose: str, seed: int = 0) -> np.random.Generator:
+    """The documented seed of a population's draws: SeedSequence([--stats-seed, crc32('<slug>|<purpose>')])."""
+    return np.random.default_rng([seed, zlib.crc32(f"{slug}|{purpose}".encode())])
+
+
+def _quantiles(samples: np.ndarray) -> tuple[float, float]:
+    low, high = np.quantile(samples, [0.025, 0.975])
+    return float(low), float(high)
+
+
+def _pies_of(dense: np.ndarray, pruned: np.ndarray, rows_d: np.ndarray, rows_p: np.ndarray) -> np.ndarray:
+    return np.array([int((_mode(dense[a]) != _mode(pruned[b])).sum()) for a, b in zip(rows_d, rows_p)])
+
+
+def _expected_cell(population: Path, method: str, name: str, slug: str) -> dict[str, object]:
+    """Table 1 / pies_uncertainty numbers of one pruned cell, computed here from the npz files alone."""
+    dense_name = f"{method}_dense"
+    dense, pruned = _preds(population, dense_name), _preds(population, name)
+    acc_d, acc_p = _accs(population, dense_name), _accs(population, name)
+    nd, npr = len(acc_d), len(acc_p)
+    rows_d = _rng(f"synthetic_{method}_dense_0", "models").integers(0, nd, size=(N_BOOT, nd))
+    rows_p = _rng(slug, "models").integers(0, npr, size=(N_BOOT, npr))
+    acc_low, acc_high = _quantiles(acc_p[rows_p].mean(1) - acc_d[rows_d].mean(1))
+    pie_low, pie_high = _quantiles(_pies_of(dense, pruned, rows_d, rows_p))
+    halves = _rng(f"synthetic_{method}_dense_0", "halves")
+    perms = np.stack([halves.permutation(nd) for _ in range(N_SPLITS)])
+    h = nd // 2
+    floor = _pies_of(dense, dense, perms[:, :h], perms[:, h : 2 * h])
+    draw = _rng(slug, "matched")
+    k = min(nd, npr)
+    ds = np.stack([draw.permutation(nd)[:k] for _ in range(N_SPLITS)])
+    ps = np.stack([draw.permutation(npr)[:k] for _ in range(N_SPLITS)])
+    matched = _pies_of(dense, pruned, ds, ps)
+    half_draw = _rng(slug, "half")
+    hp = np.stack([half_draw.permutation(npr)[: min(h, npr)] for _ in range(N_SPLITS)])
+    half = _pies_of(dense, pruned, perms[:, :h], hp)
+    return {
+        "count": int((_mode(dense) != _mode(pruned)).sum()),
+        "acc_diff": acc_p.mean() - acc_d.mean(), "acc_low": acc_low, "acc_high": acc_high,
+        "pie_low": pie_low, "pie_high": pie_high, "floor": floor, "matched": matched, "half": half, "k": k, "h": h,
+    }  # fmt: skip
+
+
+def _floor_text(floor: np.ndarray) -> str:
+    return f"{floor.mean():.1f} ({floor.min()}–{floor.max()})"
 
 
 def _csv(path: Path) -> list[dict[str, str]]:
@@ -164,50 +246,115 @@ def test_pie_flags_rejects_bad_input() -> None:
 
 
 # -- end to end ------------------------------------------------------------------------------------
+FIGURES = [
+    "figure3_pd_synthetic.png",
+    "figure6_flips_synthetic_sup_gmp_50.png",
+    "figure6_flips_synthetic_sup_oneshot_95.png",
+    "figure6_flips_synthetic_supcon_gmp_50.png",
+    "pies_per_class_synthetic_gmp.png",
+    "pies_per_class_synthetic_oneshot.png",
+    "scatter_pd_score_synthetic_sup_gmp.png",
+    "scatter_pd_score_synthetic_sup_oneshot.png",
+    "scatter_pd_score_synthetic_supcon_gmp.png",
+    "scatter_q_score_synthetic_sup_gmp.png",
+    "scatter_q_score_synthetic_sup_oneshot.png",
+    "scatter_q_score_synthetic_supcon_gmp.png",
+]
+PRUNED_CELLS = {  # run folder name -> (method, analysis slug)
+    "sup_gmp": ("sup", "synthetic_sup_gmp_50"),
+    "sup_oneshot": ("sup", "synthetic_sup_oneshot_50"),
+    "sup_oneshot95": ("sup", "synthetic_sup_oneshot_95"),
+    "supcon_gmp": ("supcon", "synthetic_supcon_gmp_50"),
+}
+
+
 def test_analyze_population_end_to_end(population: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     out = tmp_path / "report"
     assert analyze(["--runs", str(population / "runs"), "--out", str(out), "--wandb-mode", "offline"]) == 0
     printed = capsys.readouterr()
     assert [line.split("]")[0] for line in printed.out.splitlines() if line.startswith("analyze [")] == [
-        f"analyze [{i}/7" for i in range(1, 8)
+        f"analyze [{i}/8" for i in range(1, 9)
     ]
     assert "analyze: done in" in printed.out
+    assert not [line for line in printed.err.splitlines() if line.startswith("warning:")], printed.err
     assert sorted(p.name for p in out.parent.iterdir()) == ["report"]  # no temporary folder left
 
     for name in TABLES:
         assert (out / "tables" / f"{name}.md").is_file() and (out / "tables" / f"{name}.csv").is_file()
     figures = sorted(p.name for p in (out / "figures").iterdir())
-    assert figures == [
-        "pies_per_class_synthetic_gmp.png",
-        "scatter_pd_score_synthetic_sup_gmp.png",
-        "scatter_pd_score_synthetic_supcon_gmp.png",
-        "scatter_q_score_synthetic_sup_gmp.png",
-        "scatter_q_score_synthetic_supcon_gmp.png",
-    ]
+    assert figures == FIGURES
     report = (out / "report.md").read_text()
     for name in figures:
         assert f"(figures/{name})" in report
     assert "UMAP grid for synthetic: no run has test representations saved" in report
+    assert "--allow-incomplete" not in report.split("Made by")[0]  # no banner: every run is complete
 
-    # PIE counts = an independent SciPy computation over the npz predictions
-    pies = {m: _scipy_pies(population, m) for m in ("sup", "supcon")}
-    rows = {(r["method"], r["pruning"]): r for r in _csv(out / "tables" / "table1.csv")}
-    assert set(rows) == {("sup", "dense"), ("sup", "gmp"), ("supcon", "dense"), ("supcon", "gmp")}
-    for method, flags in pies.items():
-        assert int(rows[(method, "gmp")]["pies"]) == int(flags.sum())
-        assert rows[(method, "dense")]["pies"] == ""
-        assert rows[(method, "gmp")]["n_models"] == rows[(method, "gmp")]["n_dense"] == "3"
-        assert rows[(method, "gmp")]["seeds"] == "0 1 2"
-    # every expected Table 1 cell, in the report and in tables/table1.md
-    table1_md = (out / "tables" / "table1.md").read_text()
-    header = "| sparsity | Sup/GMP acc (%) | Sup/GMP PIEs | SCL/GMP acc (%) | SCL/GMP PIEs |"
-    row0 = f"| 0% | {_acc_cell(population, 'sup_dense')} | – | {_acc_cell(population, 'supcon_dense')} | – |"
-    row50 = (
-        f"| 50% | {_acc_cell(population, 'sup_gmp')} | {int(pies['sup'].sum())} (n=3 dense / 3 pruned) | "
-        f"{_acc_cell(population, 'supcon_gmp')} | {int(pies['supcon'].sum())} (n=3 dense / 3 pruned) |"
+    # every Table 1 cell, from an independent computation over the npz files: accuracy, its change vs
+    # dense with the bootstrap interval, the PIE count with its interval, at equal size, the noise floor
+    cells = {name: _expected_cell(population, method, name, slug) for name, (method, slug) in PRUNED_CELLS.items()}
+    floors = {m: _floor_text(cells[f"{m}_gmp"]["floor"]) for m in ("sup", "supcon")}
+
+    def acc(name: str) -> str:
+        e = cells[name]
+        return f"{_acc_cell(population, name)} · Δ {e['acc_diff']:+.2f} [{e['acc_low']:+.2f}, {e['acc_high']:+.2f}]"
+
+    def pie(name: str) -> str:
+        e = cells[name]
+        floor = floors[PRUNED_CELLS[name][0]]
+        return (
+            f"{e['count']} [{e['pie_low']:.0f}, {e['pie_high']:.0f}] (n=4 dense / 3 pruned) · at 3/3: "
+            f"{e['matched'].mean():.1f} · floor {floor}"
+        )
+
+    dense_floor = {m: f"floor {floors[m]} (2 vs 2 models)" for m in floors}
+    header = "| sparsity | Sup/GMP acc (%) | Sup/GMP PIEs | Sup/One-Shot acc (%) | Sup/One-Shot PIEs | SCL/GMP acc (%) | SCL/GMP PIEs |"
+    row0 = (
+        f"| 0% | {_acc_cell(population, 'sup_dense')} | {dense_floor['sup']} | {_acc_cell(population, 'sup_dense')} | "
+        f"{dense_floor['sup']} | {_acc_cell(population, 'supcon_dense')} | {dense_floor['supcon']} |"
     )
+    row50 = (
+        f"| 50% | {acc('sup_gmp')} | {pie('sup_gmp')} | {acc('sup_oneshot')} | {pie('sup_oneshot')} | "
+        f"{acc('supcon_gmp')} | {pie('supcon_gmp')} |"
+    )
+    row95 = f"| 95% | (no runs) |  | {acc('sup_oneshot95')} | {pie('sup_oneshot95')} | (no runs) |  |"  # appendix sparsity
+    table1_md = (out / "tables" / "table1.md").read_text()
     for text in (report, table1_md):
-        assert header in text and row0 in text and row50 in text
+        assert header in text and row0 in text and row50 in text and row95 in text, text
+    assert "a PIE count means something only well above it" in table1_md
+    rows = {(r["method"], r["pruning"], r["sparsity"]): r for r in _csv(out / "tables" / "table1.csv")}
+    assert set(rows) == {("sup", "dense", "0"), ("sup", "gmp", "0.5"), ("sup", "oneshot", "0.5"), ("sup", "oneshot", "0.95"),
+                         ("supcon", "dense", "0"), ("supcon", "gmp", "0.5")}  # fmt: skip
+    pies = {m: _scipy_pies(population, m) for m in ("sup", "supcon")}
+    for method, flags in pies.items():
+        row = rows[(method, "gmp", "0.5")]
+        assert int(row["pies"]) == int(flags.sum()) == cells[f"{method}_gmp"]["count"]
+        assert rows[(method, "dense", "0")]["pies"] == ""
+        assert (row["n_models"], row["n_dense"], row["seeds"], row["equal_n"]) == ("3", "4", "0 1 2", "3")
+        assert float(row["noise_floor_mean"]) == pytest.approx(cells[f"{method}_gmp"]["floor"].mean())
+        assert float(row["acc_diff_low"]) == pytest.approx(cells[f"{method}_gmp"]["acc_low"], abs=1e-4)
+    # the like-for-like comparison: h pruned vs h dense models beside the floor of h vs h
+    uncertainty = {(r["method"], r["pruning"], r["sparsity"]): r for r in _csv(out / "tables" / "pies_uncertainty.csv")}
+    for name, (method, slug) in PRUNED_CELLS.items():
+        e = cells[name]
+        row = uncertainty[(method, slug.split("_")[2], str(float(slug.split("_")[3]) / 100))]
+        assert float(row["pies_half_mean"]) == pytest.approx(e["half"].mean())
+        assert (int(row["half"]), float(row["noise_floor_max"])) == (2, float(e["floor"].max()))
+        assert row["above_floor"] == str(bool(e["half"].mean() > e["floor"].max()))
+    assert "A pruned cell's PIE count means something only well above its floor" in report
+
+    # One-Shot children paired with their parents: paired accuracy change, independent bootstrap
+    pairs = {r["sparsity"]: r for r in _csv(out / "tables" / "oneshot_pairs.csv")}
+    assert set(pairs) == {"0.5", "0.95"}
+    parents = _accs(population, "sup_dense")[: len(SEEDS)]
+    for name, key in (("sup_oneshot", "0.5"), ("sup_oneshot95", "0.95")):
+        deltas = _accs(population, name) - parents
+        low, high = _quantiles(deltas[_rng(PRUNED_CELLS[name][1], "pairs").integers(0, 3, size=(N_BOOT, 3))].mean(1))
+        row = pairs[key]
+        assert (row["n_pairs"], row["n_children"], row["seeds"]) == ("3", "3", "0 1 2")
+        assert float(row["delta_mean"]) == pytest.approx(deltas.mean(), abs=1e-4)
+        assert (float(row["delta_low"]), float(row["delta_high"])) == pytest.approx((low, high), abs=1e-4)
+        assert f"| {SETTINGS[name]} | 3 of 3 | " in report and f"{deltas.mean():+.2f} [{low:+.2f}, {high:+.2f}] | 0 |" in report
+
     # shared vs unique PIEs (Sup ∩ SCL at GMP 50 %)
     shared = _csv(out / "tables" / "pies_shared.csv")
     assert len(shared) == 1
@@ -217,28 +364,40 @@ def test_analyze_population_end_to_end(population: Path, tmp_path: Path, capsys:
     )  # fmt: skip
     # per-class distribution
     labels = _load(population, "sup_dense")[0]["label"]
-    per_class = {(r["method"], int(r["class"])): int(r["pies"]) for r in _csv(out / "tables" / "pies_per_class.csv")}
+    per_class = {(r["method"], r["pruning"], int(r["class"])): int(r["pies"]) for r in _csv(out / "tables" / "pies_per_class.csv") if r["sparsity"] == "0.5"}
     for method, flags in pies.items():
         expected = np.bincount(labels[flags], minlength=10)
-        assert [per_class[(method, c)] for c in range(10)] == expected.tolist()
+        assert [per_class[(method, "gmp", c)] for c in range(10)] == expected.tolist()
     # Tables 4/5, every cell: per-sample mean over the models, then mean ± std over the test samples
     for name, setting in SETTINGS.items():
-        cells = []
+        cells45 = []
         for array in ("q_score", "z_score", "l1_norm"):
             v = np.stack([r[array] for r in _load(population, name)]).astype(np.float64).mean(0)
-            cells.append(f"{v.mean():.2f} ± {v.std():.2f} (n=3)")
-        assert f"| {setting} | {' | '.join(cells)} |" in report
-    for name, setting in SETTINGS.items():  # rows of populations, table4_5 (+ table6, pies_per_class if pruned)
-        assert report.count(f"| {setting} | ") == (4 if name.endswith("gmp") else 2)
-    # Table 6, every cell: PD of PIEs vs non-PIEs, from the pruned and from the dense models
+            cells45.append(f"{v.mean():.2f} ± {v.std():.2f} (n={len(SEEDS_OF[name])})")
+        assert f"| {setting} | {' | '.join(cells45)} |" in report
+    for name, setting in SETTINGS.items():  # populations, pies_uncertainty, oneshot_pairs, table4_5, table6, pies_per_class
+        assert report.count(f"| {setting} | ") == (2 if name.endswith("dense") else 5), setting
+    # Table 6, every cell: PD of PIEs vs non-PIEs, from the pruned and from the dense models (all <= 5 seeds)
+    assert "## Table 6 — prediction depth of PIEs vs non-PIEs (PD over the first 5 seeds per cell)" in report
     for method, flags in pies.items():
-        cells = [str(int(flags.sum()))]
+        cells6 = [f"{int(flags.sum())} · floor {floors[method]}"]
         for name in (f"{method}_gmp", f"{method}_dense"):
             pd = np.stack([r["pd_score"] for r in _load(population, name)]).astype(np.float64).mean(0)
             for part in (flags, ~flags):
-                cells.append(f"{pd[part].mean():.2f} ± {pd[part].std():.2f} (n=3, {int(part.sum())} samples)")
-        assert f"| {SETTINGS[f'{method}_gmp']} | {' | '.join(cells)} |" in report
+                cells6.append(f"{pd[part].mean():.2f} ± {pd[part].std():.2f} (n={len(SEEDS_OF[name])}, {int(part.sum())} samples)")
+        cells6.append("pruned 3 (0, 1, 2); dense 4 (0, 1, 2, 3)")
+        assert f"| {SETTINGS[f'{method}_gmp']} | {' | '.join(cells6)} |" in report
     assert "no paper numbers: the paper reports cifar10 only, this is synthetic" in report
+
+    # the findings F1-F4, with the numbers (F1: 50% is below the high sparsity the claim is about)
+    assert "- **F1** — at high sparsity SCL loses more accuracy and has more PIEs than Sup: **cannot resolve**." in report
+    assert "GMP: *cannot resolve* — the highest sparsity both methods reached is 50%, below the 70% the claim is about" in report
+    assert "- **F2** — early pruning (GMP) hurts SCL more than later pruning (ΔGMP, One-Shot): **cannot resolve**." in report
+    assert "  - needs SCL pruned with GMP and with ΔGMP and/or One-Shot (SCL schedules here: GMP)" in report
+    q = {n: np.mean([r["q_score"].astype(np.float64).mean() for r in _load(population, n)]) for n in ("supcon_dense", "supcon_gmp")}
+    assert f"SCL {q['supcon_dense']:.3f} → {q['supcon_gmp']:.3f} (" in report
+    assert "- **F4** — PD-Score of a sample predicts its pruned PD-Score well for Sup but not for SCL" in report
+    assert "The appendix numbers (95%, 99% sparsity) and the paper's full tables are **not available**" in report
 
     # the W&B run (offline, job_type analyze) holds the same tables and images
     offline = find_offline_run(out / "wandb")
@@ -251,17 +410,19 @@ def test_analyze_population_end_to_end(population: Path, tmp_path: Path, capsys:
     keys = history_keys(record)
     assert {f"tables/{t}" for t in TABLES} <= keys
     assert {f"figures/{Path(f).stem}" for f in figures} <= keys
-    assert record["config"]["pie_tie"] == "lowest" and record["config"]["n_runs"] == 12
+    assert record["config"]["pie_tie"] == "lowest" and record["config"]["n_runs"] == 20
+    assert (record["config"]["pd_models"], record["config"]["bootstrap"], record["config"]["noise_splits"]) == (5, 1000, 20)
     assert record["summary"]["pies/synthetic/sup/gmp/0.5"] == int(pies["sup"].sum())
+    assert record["summary"]["noise_floor_mean/synthetic/sup/gmp/0.5"] == pytest.approx(cells["sup_gmp"]["floor"].mean())
     assert any(a["type"] == "analysis" and "report.md" in a["files"] for a in record["artifacts"])
 
 
-def test_disjoint_tie_rule_and_rerun_replaces_output(population: Path, tmp_path: Path) -> None:
+def test_disjoint_tie_rule_pd_models_and_rerun_replaces_output(population: Path, tmp_path: Path) -> None:
     out = tmp_path / "report"
     args = ["--runs", str(population / "runs" / "sup_*"), "--out", str(out), "--wandb-mode", "disabled"]
     assert analyze(args) == 0
     (out / "stale.txt").write_text("from the first analysis")
-    assert analyze([*args, "--pie-tie", "disjoint"]) == 0
+    assert analyze([*args, "--pie-tie", "disjoint", "--pd-models", "2", "--gallery-images", "0"]) == 0
     assert not (out / "stale.txt").exists()  # an earlier analyze output is replaced as a whole
     dense, pruned = _preds(population, "sup_dense"), _preds(population, "sup_gmp")
 
@@ -269,10 +430,26 @@ def test_disjoint_tie_rule_and_rerun_replaces_output(population: Path, tmp_path:
         votes = [np.bincount(col, minlength=10) for col in preds.T]
         return [set(np.flatnonzero(v == v.max()).tolist()) for v in votes]
 
-    expected = sum(1 for d, p in zip(modes(dense), modes(pruned)) if not d & p)
-    rows = {r["pruning"]: r for r in _csv(out / "tables" / "table1.csv")}
-    assert int(rows["gmp"]["pies"]) == expected <= int(_scipy_pies(population, "sup").sum())
-    assert "Tie rule `disjoint`" in (out / "report.md").read_text()
+    flags = np.array([not d & p for d, p in zip(modes(dense), modes(pruned))])
+    rows = {(r["pruning"], r["sparsity"]): r for r in _csv(out / "tables" / "table1.csv")}
+    assert int(rows[("gmp", "0.5")]["pies"]) == int(flags.sum()) <= int(_scipy_pies(population, "sup").sum())
+    report = (out / "report.md").read_text()
+    assert "Tie rule `disjoint`" in report
+    assert "Figure 6 galleries: disabled (--gallery-images 0)" in report
+    # Table 6 with --pd-models 2: PD over exactly seeds 0 and 1 of the pruned and of the dense population
+    halves = _rng("synthetic_sup_dense_0", "halves")
+    perms = [halves.permutation(4) for _ in range(N_SPLITS)]
+    floor = np.array([sum(1 for a, b in zip(modes(dense[p[:2]]), modes(dense[p[2:]])) if not a & b) for p in perms])
+    cells = [f"{int(flags.sum())} · floor {_floor_text(floor)}"]
+    for name in ("sup_gmp", "sup_dense"):
+        pd = np.stack([r["pd_score"] for r in _load(population, name, (0, 1))]).astype(np.float64).mean(0)
+        for part in (flags, ~flags):
+            cells.append(f"{pd[part].mean():.2f} ± {pd[part].std():.2f} (n=2, {int(part.sum())} samples)" if part.any() else "– (0 samples)")
+    cells.append("pruned 2 (0, 1); dense 2 (0, 1)")
+    assert f"| Sup · GMP 50% | {' | '.join(cells)} |" in report
+    assert "| setting | PIEs | PD of PIEs (pruned models, first 2 seeds) |" in report
+    table6 = {(r["pruning"], r["sparsity"]): r for r in _csv(out / "tables" / "table6.csv")}
+    assert (table6[("gmp", "0.5")]["pd_seeds_pruned"], table6[("gmp", "0.5")]["pd_seeds_dense"]) == ("0 1", "0 1")
 
 
 def test_umap_grid_from_the_umap_callback_files(population: Path, tmp_path: Path) -> None:
@@ -291,25 +468,40 @@ def test_umap_grid_from_the_umap_callback_files(population: Path, tmp_path: Path
 
 
 def test_paper_numbers_beside_matching_cifar10_settings(population: Path, tmp_path: Path) -> None:
-    """Relabel copies as CIFAR-10 at 90 %: the paper's Table 1/4-5/6 numbers appear beside ours."""
+    """Relabel copies as CIFAR-10 at 90 % (and the 95 % children at 99 %): the paper's numbers appear
+    beside ours, and the report names the cells the paper's tables (as available here) do not have."""
     runs = tmp_path / "runs"
-    _copy_runs(population, runs, {"sup_dense": SEEDS, "sup_gmp": SEEDS})
+    _copy_runs(population, runs, {"sup_dense": DENSE_SEEDS, "sup_gmp": SEEDS, "sup_oneshot95": SEEDS})
     for path in runs.glob("*/*/run.json"):
         summary = json.loads(path.read_text())
         summary["dataset"] = "cifar10"
         if "pruning" in summary:
-            summary["target_sparsity"] = summary["achieved_sparsity"] = 0.9
+            s = 0.9 if summary["pruning"] == "gmp" else 0.99
+            summary["target_sparsity"] = summary["achieved_sparsity"] = summary["achieved_sparsity_targets"] = s
         path.write_text(json.dumps(summary))
     out = tmp_path / "report"
-    assert analyze(["--runs", str(runs), "--out", str(out), "--wandb-mode", "disabled"]) == 0
+    assert analyze(["--runs", str(runs), "--out", str(out), "--wandb-mode", "disabled", "--gallery-images", "0"]) == 0
     report = (out / "report.md").read_text()
-    assert f"| 0% | {_acc_cell(population, 'sup_dense')} · paper 90.58 ± 0.38 | – |" in report
-    assert f"| 90% | {_acc_cell(population, 'sup_gmp')} · paper 89.47 ± 0.36 | " in report
-    assert f"{int(_scipy_pies(population, 'sup').sum())} (n=3 dense / 3 pruned) · paper 273 |" in report
+    assert f"| 0% | {_acc_cell(population, 'sup_dense')} · paper 90.58 ± 0.38 | floor " in report
+    row90 = next(line for line in report.splitlines() if line.startswith("| 90% | "))
+    assert row90.startswith(f"| 90% | {_acc_cell(population, 'sup_gmp')} · Δ ")
+    assert f" · paper 89.47 ± 0.36 | {int(_scipy_pies(population, 'sup').sum())} [" in row90
+    assert row90.split(" | ")[2].endswith(" · paper 273")
+    assert next(line for line in report.splitlines() if line.startswith("| 99% | ")).startswith("| 99% | (no runs) |  | ")
     assert "| 1.44 / 5.73 / 4.15 |" in report and "| 1.39 / 5.66 / 4.21 |" in report
     assert "≈14.9 vs ≈10.9" in report
     row = next(r for r in _csv(out / "tables" / "table1.csv") if r["pruning"] == "gmp")
     assert (row["paper_acc_mean"], row["paper_acc_std"], row["paper_pies"]) == ("89.47", "0.36", "273")
+    appendix = "Sup · One-Shot 99% (99% is in the paper's appendix, whose numbers are not available here)"
+    for title in ("Table 1", "Tables 4/5", "Table 6"):
+        assert f"- {title}: no reference number for 1 of our cells — {appendix}." in report
+    assert "Tables 4/5 for the dense models and 90% GMP and One-Shot only (no ΔGMP, no 30–70%)" in report
+    assert "the paper states 30 models per cell for accuracy and PIEs and PD averaged over 5 models" in report
+    # the children still find their parents by run id + seed after the copy, at 99 % like any sparsity
+    pairs = _csv(out / "tables" / "oneshot_pairs.csv")
+    assert [(r["sparsity"], r["n_pairs"]) for r in pairs] == [("0.99", "3")]
+    assert "3 pair(s) found by the parent's run id and seed" in report
+
 
 # -- bad input -------------------------------------------------------------------------------------
 def _copy_runs(population: Path, dest: Path, names: dict[str, tuple[int, ...]]) -> None:
@@ -384,7 +576,7 @@ def test_population_of_one_model(population: Path, tmp_path: Path, monkeypatch: 
     assert analyze(["--runs", "runs", "--out", "report", "--wandb-mode", "disabled", "--allow-single"]) == 0
     assert "warning: population(s) of one model, reported with n=1 and std '–'" in capsys.readouterr().err
     acc = np.mean(_load(population, "sup_dense")[0]["pred"] == _load(population, "sup_dense")[0]["label"]) * 100
-    assert f"| 0% | {acc:.2f} ± – (n=1) | – |" in (tmp_path / "report" / "report.md").read_text()
+    assert f"| 0% | {acc:.2f} ± – (n=1) | – (noise floor needs ≥ 4 dense models) |" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_out_folder_errors_and_nothing_half_written(population: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -416,64 +608,161 @@ def test_out_folder_errors_and_nothing_half_written(population: Path, tmp_path: 
     )
 
 
+def test_half_done_runs_are_refused_in_one_line_then_allowed_loudly(
+    population: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _copy_runs(population, tmp_path / "runs", {name: SEEDS_OF[name] for name in EXPERIMENTS})
+    runs = tmp_path / "runs"
+
+    def edit(name: str, **changes: object) -> None:
+        path = runs / name / "run.json"
+        summary = json.loads(path.read_text())
+        summary.update(changes)
+        summary = {k: v for k, v in summary.items() if v is not REMOVE}
+        path.write_text(json.dumps(summary))
+
+    edit("sup_gmp/s1", status="incomplete", status_reason="trained 1 of trainer.max_epochs=2 epochs (2 of 4 optimiser steps)")
+    edit("supcon_dense/s3", status=REMOVE)  # made before run.json had a status
+    edit("supcon_gmp/s2", achieved_sparsity=0.31, achieved_sparsity_targets=0.31)
+    # killed during its Q-Score callback: the predictions are there, q_score/z_score/l1_norm are not
+    npz = runs / "sup_oneshot" / "s0" / "per_sample" / "test.npz"
+    with np.load(npz) as data:
+        np.savez(npz, **{k: data[k] for k in data.files if k not in ("q_score", "z_score", "l1_norm")})
+    truncated = runs / "sup_dense" / "s3" / "per_sample" / "test.npz"
+    truncated.write_bytes(truncated.read_bytes()[:700])
+    line = _refused(["--runs", "runs", "--out", "report", "--wandb-mode", "disabled"], capsys, tmp_path / "report")
+    one_shot = "synthetic · Sup · One-Shot 50%"
+    assert line == (
+        "error: 5 run(s) are not complete or not usable, so nothing was analysed: "
+        "runs/sup_dense/s3 (per_sample/test.npz unreadable or truncated: BadZipFile); "
+        "runs/sup_gmp/s1 (status incomplete: trained 1 of trainer.max_epochs=2 epochs (2 of 4 optimiser steps)); "
+        f"runs/sup_oneshot/s0 (per_sample/test.npz has no l1_norm, which 2 other run(s) of {one_shot} have); "
+        f"runs/sup_oneshot/s0 (per_sample/test.npz has no q_score, which 2 other run(s) of {one_shot} have); "
+        f"runs/sup_oneshot/s0 (per_sample/test.npz has no z_score, which 2 other run(s) of {one_shot} have); "
+        "runs/supcon_dense/s3 (no status in run.json (made before the run-status contract)); "
+        "runs/supcon_gmp/s2 (achieved sparsity 0.310, target 0.5 (schedule did not finish?)); "
+        "finish them (python cli.py fit ... --run.resume auto), leave them out of --runs, or pass --allow-incomplete "
+        "to analyse them anyway"
+    )
+    assert analyze(["--runs", "runs", "--out", "report", "--wandb-mode", "disabled", "--allow-incomplete"]) == 0
+    warnings = [w for w in capsys.readouterr().err.splitlines() if w.startswith("warning: runs/")]
+    assert len(warnings) == 7  # one per problem
+    assert "warning: runs/sup_dense/s3: per_sample/test.npz unreadable or truncated: BadZipFile; left out" in warnings
+    assert (
+        "warning: runs/sup_gmp/s1: status incomplete: trained 1 of trainer.max_epochs=2 epochs (2 of 4 optimiser steps); "
+        "included anyway (--allow-incomplete)"
+    ) in warnings
+    report = (tmp_path / "report" / "report.md").read_text()
+    banner = report.split("Made by")[0]
+    assert "> **Warning: analysed with `--allow-incomplete`.**" in banner
+    for folder in ("runs/sup_gmp/s1", "runs/sup_oneshot/s0", "runs/supcon_dense/s3", "runs/supcon_gmp/s2"):
+        assert f"> - `{folder}`: " in banner.split("> Runs left out")[0]
+    assert "> Runs left out (could not be read):\n> - `runs/sup_dense/s3`: per_sample/test.npz unreadable or truncated" in banner
+    populations = {(r["method"], r["pruning"], r["sparsity"]): r for r in _csv(tmp_path / "report" / "tables" / "populations.csv")}
+    assert populations[("sup", "dense", "0")]["seeds"] == "0 1 2"  # the unreadable run is not in
+    assert populations[("sup", "gmp", "0.5")]["status"] == "complete 2, incomplete 1"
+    assert populations[("supcon", "dense", "0")]["status"] == "complete 3, no status 1"
+    assert "| Sup · One-Shot 50% | " + " | ".join(
+        f"{v.mean():.2f} ± {v.std():.2f} (n=2)"
+        for v in (np.stack([r[a] for r in _load(population, "sup_oneshot", (1, 2))]).astype(np.float64).mean(0)
+                  for a in ("q_score", "z_score", "l1_norm"))
+    ) + " |" in report  # fmt: skip
+
+
+REMOVE = object()
+
+
+def test_pd_score_is_needed_only_from_the_models_table6_uses(
+    population: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The paper runs PD on 5 models of 30: a run past the first --pd-models seeds may lack pd_score."""
+    monkeypatch.chdir(tmp_path)
+    _copy_runs(population, tmp_path / "runs", {"sup_dense": DENSE_SEEDS, "sup_gmp": SEEDS})
+    npz = tmp_path / "runs" / "sup_dense" / "s3" / "per_sample" / "test.npz"
+    with np.load(npz) as data:
+        np.savez(npz, **{k: data[k] for k in data.files if k != "pd_score"})
+    args = ["--runs", "runs", "--out", "report", "--wandb-mode", "disabled", "--gallery-images", "0"]
+    assert analyze([*args, "--pd-models", "3"]) == 0
+    assert "| Sup · GMP 50% | " in (tmp_path / "report" / "report.md").read_text()
+    line = _refused([*args[:3], "report2", *args[4:], "--pd-models", "4"], capsys, tmp_path / "report2")
+    assert line.startswith(
+        "error: 1 run(s) are not complete or not usable, so nothing was analysed: runs/sup_dense/s3 (per_sample/test.npz "
+        "has no pd_score, which Table 6 needs from the first 4 seeds of synthetic · Sup · dense (3 of 4 runs have it)); "
+    )
+
+
+def test_oneshot_children_whose_parents_are_missing_or_wrong_are_named(
+    population: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    _copy_runs(population, tmp_path / "runs", {"sup_oneshot": SEEDS, "sup_dense": (1, 2, 3), "supcon_dense": (1,)})
+    runs = tmp_path / "runs"
+    child = runs / "sup_oneshot" / "s1" / "run.json"  # its parent_run now names a SupCon run
+    summary = json.loads(child.read_text())
+    summary["parent_run"]["path"] = str((runs / "supcon_dense" / "s1").resolve())
+    child.write_text(json.dumps(summary))
+    assert analyze(["--runs", "runs", "--out", "report", "--wandb-mode", "disabled", "--gallery-images", "0", "--allow-single"]) == 0
+    err = capsys.readouterr().err.splitlines()
+    prefix = "warning: synthetic · Sup · One-Shot 50%: One-Shot child"
+    assert f"{prefix} runs/sup_oneshot/s0 is not paired: its parent {population / 'runs' / 'sup_dense' / 's0'} is not among the loaded runs (add it to --runs)" in err
+    assert f"{prefix} runs/sup_oneshot/s1 is not paired: its parent runs/supcon_dense/s1 is synthetic · SCL · dense, not synthetic · Sup · dense" in err
+    row = _csv(tmp_path / "report" / "tables" / "oneshot_pairs.csv")[0]
+    assert (row["n_pairs"], row["n_children"], row["seeds"]) == ("1", "3", "2")
+    assert row["unpaired"] == "runs/sup_oneshot/s0 runs/sup_oneshot/s1"
+    assert "| Sup · One-Shot 50% | 1 of 3 | " in (tmp_path / "report" / "report.md").read_text()
+
+
+def test_figure6_labels_and_what_happens_without_the_dataset(
+    population: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import datamodules
+
+    runs = tmp_path / "runs"
+    _copy_runs(population, runs, {"sup_dense": DENSE_SEEDS, "sup_gmp": SEEDS})
+    names = [f"class{c}" for c in range(10)]
+    monkeypatch.setattr(datamodules.SyntheticDataModule, "class_names", names, raising=False)
+    out = tmp_path / "report"
+    assert analyze(["--runs", str(runs), "--out", str(out), "--wandb-mode", "disabled", "--gallery-images", "5"]) == 0
+    report = (out / "report.md").read_text()
+    count = int(_scipy_pies(population, "sup").sum())
+    assert (out / "figures" / "figure6_flips_synthetic_sup_gmp_50.png").is_file()
+    assert f"*How:* {min(5, count)} of the {count} PIEs, those on which each population agrees most with its own mode first" in report
+    assert "labels: class names of datamodules.SyntheticDataModule" in report
+    # the dataset cannot be built: the gallery is not drawn, the reason says why, the tables are all there
+    for config in runs.glob("*/*/config.yaml"):
+        config.write_text(config.read_text().replace("datamodules.SyntheticDataModule", "datamodules.NoSuchDataModule"))
+    assert analyze(["--runs", str(runs), "--out", str(out), "--wandb-mode", "disabled"]) == 0
+    report = (out / "report.md").read_text()
+    assert not list((out / "figures").glob("figure6_*"))
+    assert (
+        f"- Figure 6 galleries for synthetic: the test images could not be loaded from {runs / 'sup_dense' / 's0' / 'config.yaml'}: "
+        "cannot import datamodules.NoSuchDataModule (AttributeError: module 'datamodules' has no attribute 'NoSuchDataModule')"
+    ) in report
+    assert (out / "tables" / "table1.csv").is_file()
+
+
 def test_run_json_records_of_the_population(population: Path) -> None:
     """The fixture really made what the analysis groups on (guards the test's own assumptions)."""
     for name in EXPERIMENTS:
-        for seed in SEEDS:
+        for seed in SEEDS_OF[name]:
             summary = json.loads((population / "runs" / name / f"s{seed}" / "run.json").read_text())
-            assert summary["seed"] == seed and summary["dataset"] == "synthetic"
+            assert summary["seed"] == seed and summary["dataset"] == "synthetic" and summary["status"] == "complete"
             assert summary["method"] == name.split("_")[0]
             if name.endswith("gmp"):
                 assert summary["pruning"] == "gmp" and summary["achieved_sparsity"] == pytest.approx(0.5, abs=1e-3)
+            elif name in CHILDREN:
+                assert summary["pruning"] == "oneshot" and summary["oneshot_mode"] == "child"
+                target = 0.95 if name.endswith("95") else 0.5
+                assert summary["achieved_sparsity_targets"] == pytest.approx(target, abs=1e-3)
             else:
                 assert "pruning" not in summary
 
 
-# -- the Table 1 population: W&B sweep grid and the plain loop ------------------------------------------
-def _agent_command(sweep: dict, point: dict[str, object]) -> list[str]:
-    """The command line `wandb agent` runs for one grid point (wandb's own expansion of ${args})."""
-    from wandb.sdk.launch.sweeps.utils import create_sweep_command_args
-
-    expanded = {"env": [], "interpreter": [], "program": [], **create_sweep_command_args({"args": {k: {"value": v} for k, v in point.items()}})}
-    command: list[str] = []
-    for token in sweep["command"]:
-        command += expanded[token[2:-1]] if token.startswith("${") else [token]
-    return command
-
-
-def test_table1_sweeps_parse_and_match_the_loop(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    import cli
-    import yaml
-
-    monkeypatch.setattr(sys, "argv", ["cli.py"])
-    repo = Path(cli.__file__).resolve().parent
-    grids = {}
-    for name in ("table1", "table1_dense"):
-        sweep = yaml.safe_load((repo / "configs" / "sweeps" / f"{name}.yaml").read_text())
-        assert sweep["program"] == "cli.py" and sweep["method"] == "grid"
-        params = {k: v["values"] for k, v in sweep["parameters"].items()}
-        assert params["seed_everything"] == list(range(30))
-        for config in params["config"]:
-            assert (repo / config).is_file(), config
-        grids[name] = params
-        # the last grid point, as the agent would run it, resolves to the intended config
-        point = {k: v[-1] for k, v in params.items()}
-        command = _agent_command(sweep, point)
-        assert command[0] == "fit" and command[1].startswith("--config=")
-        with pytest.raises(SystemExit):
-            cli.main([*command, "--print_config"])
-        resolved = yaml.safe_load(capsys.readouterr().out)
-        assert resolved["seed_everything"] == 29 and resolved["run"]["wandb_mode"] == "online"
-        if "pruning.init_args.final_sparsity" in point:
-            assert resolved["pruning"]["init_args"]["final_sparsity"] == 0.9
-        else:
-            assert resolved.get("pruning") is None
-    assert grids["table1"]["pruning.init_args.final_sparsity"] == [0.3, 0.5, 0.7, 0.9]
-    assert len(grids["table1"]["config"]) == 5 and len(grids["table1_dense"]["config"]) == 2
-    # the shell loop runs the same grid: 30 x (2 dense + 5 x 4 pruned) = 660 commands
-    done = subprocess.run([str(repo / "scripts" / "table1_loop.sh")], env={**os.environ, "DRY_RUN": "1"},
-                          capture_output=True, text=True, check=True)  # fmt: skip
-    lines = done.stdout.splitlines()
-    assert len(lines) == 30 * (len(grids["table1_dense"]["config"]) + 5 * 4)
-    configs = {line.split("--config ")[1].split()[0] for line in lines}
-    assert configs == {*grids["table1"]["config"], *grids["table1_dense"]["config"]}
+def test_oneshot_children_record_their_parent_run(population: Path) -> None:
+    """The run-folder contract analyze pairs children by: the training CLI writes parent_run."""
+    for name in CHILDREN:
+        for seed in SEEDS:
+            parent = json.loads((population / "runs" / name / f"s{seed}" / "run.json").read_text())["parent_run"]
+            assert parent["path"] == str((population / "runs" / "sup_dense" / f"s{seed}").resolve()) and parent["seed"] == seed
+# (the W&B sweep grids and the population runner are tested in tests/test_sweeps.py and tests/test_population.py)
