@@ -3,7 +3,9 @@
 Every encoder maps images ``[B, C, 32, 32]`` to a representation ``h`` of shape
 ``[B, feature_dim]`` (global average pool after the last BN-ReLU) and exposes
 ``probe_features(x)``: the globally-average-pooled hidden representations at successive depths
-that prediction depth (Baldock et al. 2021) fits its k-NN probes on. Classifier and projection
+that prediction depth (Baldock et al. 2021) fits its k-NN probes on, and
+``forward_with_probes(x) -> (h, probes)``, both from a single pass (what a test step uses when
+prediction depth is on). Classifier and projection
 heads live in the LightningModules, not here, so "the encoder" is exactly what gets pruned.
 """
 
@@ -93,6 +95,11 @@ class WideResNet(nn.Module):
         self._run(x, probes)
         return probes
 
+    def forward_with_probes(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``(forward(x), probe_features(x))`` from one pass through the network."""
+        probes: list[Tensor] = []
+        return self._run(x, probes), probes
+
 
 class ResNetBasicBlock(nn.Module):
     """Post-activation ResNet basic block (He et al. 2016)."""
@@ -153,6 +160,11 @@ class ResNet18(nn.Module):
         probes: list[Tensor] = []
         self._run(x, probes)
         return probes
+
+    def forward_with_probes(self, x: Tensor) -> tuple[Tensor, list[Tensor]]:
+        """``(forward(x), probe_features(x))`` from one pass through the network."""
+        probes: list[Tensor] = []
+        return self._run(x, probes), probes
 
 
 def _init_weights(model: nn.Module) -> None:

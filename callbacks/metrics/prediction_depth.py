@@ -21,20 +21,30 @@ The k-NN (:func:`knn_predict`) is exact and written in torch so it runs on the a
 chunks of queries: Euclidean distances in float64, the ``k`` nearest training points (when several
 training points tie at the k-th distance, the lower training-bank position wins), majority vote,
 and a vote tie goes to the **lowest class index**. That is what scikit-learn's
-``KNeighborsClassifier(n_neighbors=k)`` (uniform weights) predicts, which the tests check.
+``KNeighborsClassifier(n_neighbors=k)`` (uniform weights) predicts, which the tests check. It is
+fast because a float32 GEMM shortlists the candidates, which are then re-ranked in float64 (see
+:func:`knn_predict`); :func:`knn_predict_float64` is the plain all-float64 version it must equal.
 
-:class:`PredictionDepth` is the thin callback: probe features of the test batches during ``test``,
-of a training subset at test end, one k-NN per probe, ``pd_score`` into ``per_sample/test.npz``.
+:class:`PredictionDepth` is the thin callback: the test probes come from ``test_step`` itself
+(``outputs["probes"]``, one forward pass), the training bank from one forward pass over the
+training images at test end, then one k-NN per probe and ``pd_score`` into
+``per_sample/test.npz``, with progress shown on rank 0.
 """
 
 from __future__ import annotations
 
+import contextlib
+import inspect
+import math
+import sys
 import time
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Literal
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_deprecation, rank_zero_info
 from torch import Tensor
 
 from callbacks.metrics.per_sample import (
@@ -48,7 +58,17 @@ from callbacks.metrics.per_sample import (
 from lightning_modules.errors import ConfigError, check_choice, check_range
 
 REFERENCES = ("label", "prediction")
+TRAIN_AUGMENTATIONS = ("supervised", "none")
 DEFAULT_CHUNK_BYTES = 256 * 2**20
+DEFAULT_BANK_BATCH_SIZE = 512
+
+# shortlist tuning (speed only; the result is exact whatever these are)
+_BLOCK = 64  # training points per block of the block-minimum pre-selection
+_EXTRA_BLOCKS = 8  # blocks kept beyond k
+_EXTRA_CANDIDATES = 4  # candidates re-ranked in float64 beyond k
+_MAX_CHUNK_ROWS = 512  # query rows per float32 distance block (fastest of 64..1024 on 2 CPU cores)
+_U32 = 2.0**-24  # unit round-off of float32
+_U64 = 2.0**-53
 
 
 # -- pure maths -------------------------------------------------------------------------------
@@ -69,15 +89,162 @@ def knn_predict(
         query: embeddings to classify ``[M, D]`` (same device as ``train_x``).
         k: neighbours per query, ``1 <= k <= N``.
         num_classes: number of classes (default ``max(train_y) + 1``).
-        chunk_bytes: memory budget of one ``[chunk, N]`` float64 distance block; queries are
-            processed in chunks of ``max(1, chunk_bytes // (8 N))`` rows.
+        chunk_bytes: memory budget of one ``[chunk, N]`` float32 distance block; queries are
+            processed in chunks of ``max(1, chunk_bytes // (4 N))`` rows (at most 512).
 
     Returns:
         predicted classes ``[M]`` (int64, on ``query``'s device). Neighbours are the ``k`` smallest
-        distances; among training points tied at the k-th distance the ones earlier in
-        ``train_x`` are taken. The vote counts each neighbour once; a tied vote goes to the lowest
-        class index (as scikit-learn's ``KNeighborsClassifier`` with uniform weights).
+        float64 squared distances (computed as ``‖x‖² − 2 q·x``, as :func:`knn_predict_float64`);
+        among training points tied at the k-th distance the ones earlier in ``train_x`` are taken.
+        The vote counts each neighbour once; a tied vote goes to the lowest class index (as
+        scikit-learn's ``KNeighborsClassifier`` with uniform weights).
+
+    How it is fast and still exact: one float32 GEMM per chunk ranks all training points
+    approximately; a rigorous bound ``ε`` on the float32 rounding error (per query, from the
+    norms and ``D``) gives every training point that can be among the float64 ``k`` nearest: its
+    float32 value is at most ``τ + 2ε``, ``τ`` = the k-th smallest float32 value. Those
+    candidates (found through per-block minima, then a small top-k) are re-ranked in float64 with
+    the tie rule above. A query whose candidate set cannot be certified complete (many points
+    within ``2ε`` of its k-th distance, e.g. exact duplicates), any input with non-finite or
+    float32-overflowing values, and a bank too small for the shortlist to pay (fewer than
+    ``(k + 10) * 64`` points) go through :func:`knn_predict_float64` instead. The float64 values
+    are computed per candidate rather than by one big GEMM, so they could differ from
+    :func:`knn_predict_float64`'s in the last bit (never for exactly representable sums such as
+    integer data); a different neighbour needs two distances equal to ~1e-16, not seen in the
+    benchmark's checks.
     """
+    labels, c, n = _check_knn_args(train_x, train_y, query, k, num_classes)
+    if query.shape[0] == 0:
+        return torch.zeros(0, dtype=torch.long, device=query.device)
+    with torch.no_grad(), _highest_float32_matmul_precision():
+        bank = train_x.detach().to(torch.float64)
+        q_all = query.detach().to(device=bank.device, dtype=torch.float64)
+        n_blocks = -(-n // _BLOCK)
+        small = n_blocks <= k + _EXTRA_BLOCKS + 1  # too few blocks for the shortlist to save anything
+        if small or not (torch.isfinite(bank).all() and torch.isfinite(q_all).all()):
+            return _knn_float64(bank, labels, q_all, k, c, chunk_bytes).to(query.device)
+        bank_sq = (bank * bank).sum(dim=1)  # exactly as knn_predict_float64
+        # the shortlist works on data centred on the bank mean and scaled by a power of two to a
+        # radius near 1: distances are translation invariant, the scaling multiplies every value
+        # by the same factor, and the float32 values stay far from overflow and underflow
+        mean = bank.mean(dim=0)
+        centred = bank - mean
+        spread = float((centred * centred).sum(dim=1).max().sqrt())
+        scale = 2.0 ** -math.floor(math.log2(spread)) if 0 < spread < math.inf else 1.0
+        centred *= scale
+        centred_sq = (centred * centred).sum(dim=1)
+        radius = float(centred_sq.max().sqrt())
+        d = bank.shape[1]
+        padded = n_blocks * _BLOCK
+        minus_two_x = torch.zeros(padded, d, dtype=torch.float32, device=bank.device)
+        minus_two_x[:n] = (-2.0 * centred).to(torch.float32)  # = -2 fl32(s (x − mean)) exactly
+        sq32 = torch.full((padded,), float("inf"), dtype=torch.float32, device=bank.device)
+        sq32[:n] = centred_sq.to(torch.float32)  # padding columns get +inf and are never chosen
+        if not (torch.isfinite(sq32[:n]).all() and torch.isfinite(minus_two_x).all()):
+            return _knn_float64(bank, labels, q_all, k, c, chunk_bytes).to(query.device)
+        # float64 rounding of the old-path values and of the centring (in shortlist units), generously
+        bank_norm = float(bank_sq.max().sqrt())
+        mean_norm = float(mean.norm())
+        slack64 = 4 * (d + 8) * _U64 * scale * scale
+        rows = max(1, min(chunk_bytes // (4 * padded), _MAX_CHUNK_ROWS, q_all.shape[0]))
+        buffer = torch.empty(rows, padded, dtype=torch.float32, device=bank.device)  # reused: no page faults
+        preds = []
+        for start in range(0, q_all.shape[0], rows):
+            q64 = q_all[start : start + rows]
+            qc = (q64 - mean) * scale
+            q32 = qc.to(torch.float32)
+            if not torch.isfinite(q32).all():
+                preds.append(_knn_float64(bank, labels, q64, k, c, chunk_bytes))
+                continue
+            # s²(‖x−μ‖² − 2 (q−μ)·(x−μ)) = s²(‖q − x‖² − ‖q−μ‖²): the float64 ranking, scaled and
+            # shifted per row; eps bounds its float32 error (rounding of the inputs, the GEMM's
+            # D + 1 accumulations, the sum) plus the float64 error of the values it stands for
+            approx = torch.addmm(sq32, q32, minus_two_x.T, out=buffer[: len(q32)])  # [m, padded] float32
+            eps = (2 * (d + 8) * _U32) * (qc.norm(dim=1) + radius) ** 2 + (d + 8) * 2.0**-140
+            eps += slack64 * (q64.norm(dim=1) + bank_norm + mean_norm) ** 2
+            pred = torch.empty(len(q64), dtype=torch.long, device=bank.device)
+            cand, ok = _shortlist(approx, eps, k)
+            good = ok.nonzero().squeeze(1)
+            if good.numel():
+                nearest = _exact_top_k(bank, bank_sq, q64[good], cand[good], k, n)
+                pred[good] = _vote(labels, nearest, c)
+            bad = (~ok).nonzero().squeeze(1)
+            if bad.numel():
+                pred[bad] = _knn_float64(bank, labels, q64[bad], k, c, chunk_bytes)
+            preds.append(pred)
+    return torch.cat(preds).to(query.device)
+
+
+def _shortlist(approx: Tensor, eps: Tensor, k: int) -> tuple[Tensor, Tensor]:
+    """Candidate positions ``[m, L]`` for each row of float32 values ``approx`` ``[m, blocks * B]``.
+
+    The ``k + 8`` blocks of ``B`` positions with the smallest minima hold the k smallest values;
+    the ``k + 4`` smallest values inside them are the candidates. A row is complete (``ok``) when
+    every position with ``approx <= τ + 2 eps`` is a candidate, ``τ`` = the k-th smallest value
+    found: no unselected block has a minimum that low, and the last candidate is above it.
+    """
+    m = approx.shape[0]
+    n_sel = k + _EXTRA_BLOCKS
+    blocks = approx.view(m, -1, _BLOCK)
+    bmin, bidx = torch.topk(blocks.amin(dim=2), n_sel + 1, dim=1, largest=False, sorted=True)
+    outside = bmin[:, n_sel]  # no unselected block holds a value below this
+    chosen = bidx[:, :n_sel]
+    region = blocks.gather(1, chosen.unsqueeze(2).expand(-1, -1, _BLOCK)).view(m, -1)  # [m, n_sel * B]
+    values, where = torch.topk(region, k + _EXTRA_CANDIDATES, dim=1, largest=False, sorted=True)
+    cand = chosen.gather(1, where // _BLOCK) * _BLOCK + where % _BLOCK  # position in the bank
+    band = values[:, k - 1] + 2 * eps.to(approx.dtype)
+    ok = torch.isfinite(band) & (outside > band) & (values[:, -1] > band)
+    return cand, ok
+
+
+def _exact_top_k(bank: Tensor, bank_sq: Tensor, q64: Tensor, cand: Tensor, k: int, n: int) -> Tensor:
+    """The ``k`` smallest float64 ``‖x‖² − 2 q·x`` among ``cand`` ``[m, L]``, ties to the lower position."""
+    valid = cand < n  # padding positions
+    safe = cand.clamp(max=n - 1)
+    dots = torch.bmm(bank[safe], q64.unsqueeze(2)).squeeze(2)  # [m, L]
+    dist = torch.where(valid, bank_sq[safe] - 2.0 * dots, torch.full_like(dots, float("inf")))
+    positions, perm = cand.sort(dim=1)
+    order = torch.sort(dist.gather(1, perm), dim=1, stable=True).indices[:, :k]
+    return positions.gather(1, order)
+
+
+def _vote(labels: Tensor, nearest: Tensor, c: int) -> Tensor:
+    votes = torch.zeros(len(nearest), c, dtype=torch.long, device=nearest.device)
+    votes.scatter_add_(1, labels[nearest], torch.ones_like(nearest))
+    return votes.argmax(dim=1)  # first maximum = lowest class index on a tie
+
+
+@contextlib.contextmanager
+def _highest_float32_matmul_precision() -> Iterator[None]:
+    """float32 GEMMs in full IEEE float32 (no TF32/bf16) inside the block: the error bound assumes it.
+
+    Uses the per-backend ``fp32_precision`` settings (torch >= 2.9), touching only a backend that
+    is set to a reduced precision and restoring it afterwards; older torch: the global setting.
+    """
+    backends = [
+        b for b in (torch.backends.cuda.matmul, getattr(torch.backends.mkldnn, "matmul", None))
+        if b is not None and hasattr(b, "fp32_precision")
+    ]
+    if not backends:  # pragma: no cover - torch < 2.9
+        previous = torch.get_float32_matmul_precision()
+        torch.set_float32_matmul_precision("highest")
+        try:
+            yield
+        finally:
+            torch.set_float32_matmul_precision(previous)
+        return
+    generic = getattr(torch.backends, "fp32_precision", "none")
+    reduced = [(b, b.fp32_precision) for b in backends if (generic if b.fp32_precision == "none" else b.fp32_precision) not in ("ieee", "none")]
+    for b, _ in reduced:
+        b.fp32_precision = "ieee"
+    try:
+        yield
+    finally:
+        for b, value in reduced:
+            b.fp32_precision = value
+
+
+def _check_knn_args(train_x: Tensor, train_y: Tensor, query: Tensor, k: int, num_classes: int | None) -> tuple[Tensor, int, int]:
     if train_x.ndim != 2 or query.ndim != 2 or train_x.shape[1] != query.shape[1]:
         raise ValueError(f"train_x [N, D] and query [M, D] must share D; got {tuple(train_x.shape)} and {tuple(query.shape)}")
     n = train_x.shape[0]
@@ -89,7 +256,33 @@ def knn_predict(
     if labels.numel() and int(labels.min()) < 0:
         raise ValueError("train_y must be non-negative class indices")
     c = int(labels.max()) + 1 if num_classes is None else num_classes
-    bank = train_x.to(torch.float64)
+    return labels, c, n
+
+
+def knn_predict_float64(
+    train_x: Tensor,
+    train_y: Tensor,
+    query: Tensor,
+    *,
+    k: int = 30,
+    num_classes: int | None = None,
+    chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+) -> Tensor:
+    """The all-float64 k-NN (same arguments and result as :func:`knn_predict`, several times slower).
+
+    It was :func:`knn_predict` until the float32 shortlist; it stays as the reference the tests
+    and ``benchmarks/prediction_depth.py`` compare with, and as the fallback for queries whose
+    shortlist cannot be certified. ``chunk_bytes`` budgets one ``[chunk, N]`` float64 block.
+    """
+    labels, c, _ = _check_knn_args(train_x, train_y, query, k, num_classes)
+    with torch.no_grad():
+        bank = train_x.detach().to(torch.float64)
+        q = query.detach().to(device=bank.device, dtype=torch.float64)
+        return _knn_float64(bank, labels, q, k, c, chunk_bytes).to(query.device)
+
+
+def _knn_float64(bank: Tensor, labels: Tensor, query: Tensor, k: int, c: int, chunk_bytes: int) -> Tensor:
+    n = bank.shape[0]
     bank_sq = (bank * bank).sum(dim=1)  # [N]
     rows = max(1, chunk_bytes // (8 * max(n, 1)))
     preds = []
@@ -110,12 +303,10 @@ def knn_predict(
                 at_kth = sub == kth
                 at_kth &= at_kth.cumsum(dim=1) <= k - closer.sum(dim=1, keepdim=True)
                 nearest[tied] = (closer | at_kth).nonzero()[:, 1].view(len(tied), k)
-        votes = torch.zeros(len(q), c, dtype=torch.long, device=bank.device)
-        votes.scatter_add_(1, labels[nearest], torch.ones_like(nearest))
-        preds.append(votes.argmax(dim=1))  # first maximum = lowest class index on a tie
+        preds.append(_vote(labels, nearest, c))
     if not preds:
-        return torch.zeros(0, dtype=torch.long, device=query.device)
-    return torch.cat(preds).to(query.device)
+        return torch.zeros(0, dtype=torch.long, device=bank.device)
+    return torch.cat(preds)
 
 
 def prediction_depth(knn_predictions: Tensor, reference: Tensor) -> Tensor:
@@ -139,25 +330,152 @@ def prediction_depth(knn_predictions: Tensor, reference: Tensor) -> Tensor:
     return torch.where(differs, position, torch.zeros_like(position)).amax(dim=0).clamp(min=1).long()
 
 
+# -- probe extraction -------------------------------------------------------------------------
+@torch.inference_mode()
+def extract_probes(
+    probe_features: Callable[[Tensor], list[Tensor]],
+    batches: Iterable[Any],
+    *,
+    batch_size: int,
+    device: torch.device | str,
+    on_batch: Callable[[], None] | None = None,
+) -> dict[str, Tensor]:
+    """One forward pass over ``batches`` (dicts with ``image``, ``index``, ``label``): pooled probes.
+
+    The images are re-batched into forward passes of ``batch_size`` (whatever the loader's batch
+    size) under ``torch.inference_mode()``. Returns CPU tensors ``index`` ``[N]``, ``label`` ``[N]``
+    and ``probe{p}`` ``[N, D_p]`` (float32) in the order the batches came. ``on_batch`` is called
+    after each input batch has been consumed (for a progress display).
+    """
+    index: list[Tensor] = []
+    label: list[Tensor] = []
+    probes: list[list[Tensor]] = []
+    pending: list[Tensor] = []
+    waiting = 0
+
+    def forward(images: Tensor) -> None:
+        for p, f in enumerate(probe_features(images.to(device, non_blocking=True))):
+            if p == len(probes):
+                probes.append([])
+            probes[p].append(f.float().cpu())
+
+    for batch in batches:
+        images = batch["image"]
+        index.append(torch.as_tensor(batch["index"]).cpu())
+        label.append(torch.as_tensor(batch["label"]).cpu())
+        pending.append(images)
+        waiting += len(images)
+        if waiting >= batch_size:
+            stacked = torch.cat(pending) if len(pending) > 1 else pending[0]
+            full = (len(stacked) // batch_size) * batch_size
+            for start in range(0, full, batch_size):
+                forward(stacked[start : start + batch_size])
+            pending = [stacked[full:]] if full < len(stacked) else []
+            waiting = len(stacked) - full
+        if on_batch is not None:
+            on_batch()
+    if waiting:
+        forward(torch.cat(pending))
+    if not index:
+        return {}
+    out = {"index": torch.cat(index), "label": torch.cat(label)}
+    out.update({f"probe{p}": torch.cat(parts) for p, parts in enumerate(probes)})
+    return out
+
+
+# -- progress (rank 0 only) -------------------------------------------------------------------
+class StageProgress:
+    """Progress of one long stage on global rank 0: a bar when the trainer shows one, else log lines.
+
+    With an enabled progress-bar callback the stage gets its own task in a
+    :class:`~lightning.pytorch.callbacks.RichProgressBar` or a ``tqdm`` bar (as
+    :class:`~lightning.pytorch.callbacks.TQDMProgressBar` draws); without one it logs a start line,
+    a line every ``every_s`` seconds and an end line with the duration. Other ranks print nothing.
+    """
+
+    def __init__(self, trainer: pl.Trainer, description: str, total: int, *, unit: str, every_s: float = 30.0) -> None:
+        self.description, self.total, self.unit, self.every_s = description, total, unit, every_s
+        self.done = 0
+        self.start = self._last_line = time.perf_counter()
+        self._bar: Any = None
+        self._rich: Any = None
+        self._enabled = bool(trainer.is_global_zero)
+        if not self._enabled:
+            return
+        callback = trainer.progress_bar_callback
+        if callback is not None and callback.is_enabled:
+            progress = getattr(callback, "progress", None)
+            if progress is not None and hasattr(progress, "add_task"):  # RichProgressBar, live
+                self._rich = (progress, progress.add_task(description, total=total))
+                return
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=total, desc=description, unit=unit, file=sys.stdout, dynamic_ncols=True, leave=True)
+            return
+        rank_zero_info(f"{description}: {total} {unit} ...")
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.start
+
+    def update(self, n: int = 1) -> None:
+        self.done += n
+        if not self._enabled:
+            return
+        if self._rich is not None:
+            self._rich[0].update(self._rich[1], advance=n)
+        elif self._bar is not None:
+            self._bar.update(n)
+        elif time.perf_counter() - self._last_line >= self.every_s and self.done < self.total:
+            self._last_line = time.perf_counter()
+            rank_zero_info(f"{self.description}: {self.done}/{self.total} {self.unit}, {self.elapsed():.1f} s")
+
+    def close(self) -> None:
+        if not self._enabled:
+            return
+        if self._bar is not None:
+            self._bar.close()
+        elif self._rich is None:
+            rank_zero_info(f"{self.description}: {self.done}/{self.total} {self.unit} done in {self.elapsed():.1f} s")
+
+
 # -- callback ---------------------------------------------------------------------------------
 class PredictionDepth(pl.Callback):
     """Prediction depth of every test sample, stored as ``pd_score`` in ``per_sample/test.npz``.
 
-    During ``test`` it calls ``pl_module.probe_features(batch["image"])`` on each test batch
-    (without autograd) and keeps the pooled probes; at test end it extracts the same probes for a
-    training subset from ``trainer.datamodule.probe_train_dataloader(train_subset_size, augment,
-    seed)`` (split across ranks under DDP, then gathered), fits one k-NN per probe on the true
-    training labels and computes each test sample's depth against ``reference``. Logs
-    ``test/pd_mean``, ``test/pd_mean_correct`` and ``test/pd_mean_wrong`` (correct = the
-    network's prediction equals the label) and a histogram to W&B.
+    During ``test`` it reads the pooled probes of each test batch from ``outputs["probes"]``,
+    which :class:`~lightning_modules.base.RepresentationModule` returns while the callback sets
+    ``pl_module.collect_probes = True`` (``on_test_start`` .. ``on_test_end``), so the encoder runs
+    once per test batch; a module whose outputs carry no probes gets a
+    ``pl_module.probe_features(batch["image"])`` call instead. At test end it runs one forward pass
+    (``torch.inference_mode()``, the module's own ``channels_last`` setting, batches of
+    ``bank_batch_size``) over the training images of
+    ``trainer.datamodule.probe_train_dataloader(subset_size=..., augmentation=..., seed=...)``
+    (split across ranks under DDP, then gathered), fits one k-NN per probe on the true training
+    labels and computes each test sample's depth against ``reference``. Logs ``test/pd_mean``,
+    ``test/pd_mean_correct`` and ``test/pd_mean_wrong`` (correct = the network's prediction equals
+    the label) and a histogram to W&B. Progress ("probe extraction: training bank i/N batches",
+    "k-NN probe p/P") is shown on rank 0 as a bar when the trainer shows a progress bar, else as
+    log lines. ``run_summary`` gives ``pd_seconds`` (all of it), ``pd_seconds_forward``
+    (training-bank forward pass + probe collection) and ``pd_seconds_knn``.
 
     Args:
         k: neighbours of each k-NN probe (paper: 30).
         reference: ``"label"`` (the authors' code) or ``"prediction"`` (Baldock's original).
         train_subset_size: training images to fit the k-NN on (``None`` = the whole training set).
-        augment: use the training augmentation for those images (default: un-augmented).
-        seed: which random training subset.
+        train_augmentation: transform of those images: ``"supervised"`` (crop + flips, one pass:
+            the authors' code, the default) or ``"none"`` (the eval transform).
+        seed: which random training subset (and which augmentation draw).
         chunk_bytes: memory budget of one k-NN distance block (see :func:`knn_predict`).
+        bank_batch_size: images per forward pass of the training bank (independent of the
+            datamodule's ``eval_batch_size``).
+        augment: deprecated (one release): ``True`` = ``train_augmentation="supervised"``,
+            ``False`` = ``"none"``.
+
+    Raises:
+        ConfigError: for ``k < 1``, an unknown ``reference`` or ``train_augmentation``,
+            ``k > train_subset_size``, ``chunk_bytes < 1`` or ``bank_batch_size < 1``; at
+            ``setup`` when the model has no ``probe_features``, the datamodule no
+            ``probe_train_dataloader``, or ``k`` exceeds the training images it yields.
     """
 
     def __init__(
@@ -165,12 +483,22 @@ class PredictionDepth(pl.Callback):
         k: int = 30,
         reference: Literal["label", "prediction"] = "label",
         train_subset_size: int | None = None,
-        augment: bool = False,
+        train_augmentation: Literal["supervised", "none"] = "supervised",
         seed: int = 0,
         chunk_bytes: int = DEFAULT_CHUNK_BYTES,
+        bank_batch_size: int = DEFAULT_BANK_BATCH_SIZE,
+        augment: bool | None = None,
     ) -> None:
         check_range("PredictionDepth.k", k, low=1)
         check_choice("PredictionDepth.reference", reference, REFERENCES)
+        if augment is not None:
+            mapped = "supervised" if augment else "none"
+            rank_zero_deprecation(
+                f"PredictionDepth.augment is deprecated and will be removed in the next release; "
+                f"use train_augmentation={mapped!r} (augment={augment} is taken as that)"
+            )
+            train_augmentation = mapped  # type: ignore[assignment]
+        check_choice("PredictionDepth.train_augmentation", train_augmentation, TRAIN_AUGMENTATIONS)
         if train_subset_size is not None:
             check_range("PredictionDepth.train_subset_size", train_subset_size, low=1)
             if k > train_subset_size:
@@ -178,15 +506,21 @@ class PredictionDepth(pl.Callback):
                     f"PredictionDepth.k={k} is larger than train_subset_size={train_subset_size}; k must be <= the number of training samples"
                 )
         check_range("PredictionDepth.chunk_bytes", chunk_bytes, low=1)
+        check_range("PredictionDepth.bank_batch_size", bank_batch_size, low=1)
         self.k = k
         self.reference = reference
         self.train_subset_size = train_subset_size
-        self.augment = augment
+        self.train_augmentation = train_augmentation
         self.seed = seed
         self.chunk_bytes = chunk_bytes
+        self.bank_batch_size = bank_batch_size
         self._collector = PerSampleCollector()
         self._summary: dict[str, Any] = {}
         self._seconds = 0.0
+        self._seconds_forward = 0.0
+        self._seconds_knn = 0.0
+        #: seconds of each probe's k-NN in the last test (benchmarks read it)
+        self.knn_probe_seconds: list[float] = []
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "test":
@@ -208,15 +542,26 @@ class PredictionDepth(pl.Callback):
             )
 
     def _train_loader(self, trainer: pl.Trainer) -> Any:
-        return trainer.datamodule.probe_train_dataloader(
-            subset_size=self.train_subset_size, augment=self.augment, seed=self.seed
-        )
+        make = trainer.datamodule.probe_train_dataloader
+        if _accepts_keyword(make, "augmentation"):
+            return make(subset_size=self.train_subset_size, augmentation=self.train_augmentation, seed=self.seed)
+        # datamodules written before `augmentation` existed take the boolean form
+        return make(subset_size=self.train_subset_size, augment=self.train_augmentation == "supervised", seed=self.seed)
+
+    # -- single forward pass over the test set: the module returns the probes -----------------
+    def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _set_collect_probes(pl_module, True)
+
+    def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _set_collect_probes(pl_module, False)
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        _set_collect_probes(pl_module, False)
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._collector.clear()
-        self._seconds = 0.0
+        self._seconds = self._seconds_forward = self._seconds_knn = 0.0
 
-    @torch.no_grad()
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
@@ -224,12 +569,16 @@ class PredictionDepth(pl.Callback):
             return
         start = time.perf_counter()
         out = require_outputs(outputs, ("index", "label", "logits"), who="PredictionDepth", hook="test_step")
-        probes = pl_module.probe_features(batch["image"].to(pl_module.device))
+        probes = out.get("probes")
+        if probes is None:  # a module that does not return its probes: one more forward pass
+            with torch.inference_mode():
+                probes = pl_module.probe_features(batch["image"].to(pl_module.device))
         columns = {f"probe{p}": f.detach().float() for p, f in enumerate(probes)}
         self._collector.add(index=out["index"], label=out["label"], pred=out["logits"].argmax(dim=1), **columns)
-        self._seconds += time.perf_counter() - start
+        elapsed = time.perf_counter() - start
+        self._seconds += elapsed
+        self._seconds_forward += elapsed
 
-    @torch.no_grad()
     def _train_bank(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[list[Tensor], Tensor]:
         """Probe embeddings ``P x [N_train, D_p]`` and labels ``[N_train]`` of the training subset.
 
@@ -237,25 +586,54 @@ class PredictionDepth(pl.Callback):
         ordered by training index (so the k-NN tie rule does not depend on the number of ranks).
         """
         rank, world = trainer.global_rank, trainer.world_size
-        collector = PerSampleCollector()
-        for b, batch in enumerate(self._train_loader(trainer)):
-            if b % world != rank:
-                continue
-            probes = pl_module.probe_features(batch["image"].to(pl_module.device))
-            collector.add(
-                index=torch.as_tensor(batch["index"]),
-                label=torch.as_tensor(batch["label"]),
-                **{f"probe{p}": f.detach().float() for p, f in enumerate(probes)},
+        loader = self._train_loader(trainer)
+        mine = sum(1 for b in range(len(loader)) if b % world == rank)
+        progress = StageProgress(trainer, "PredictionDepth probe extraction: training bank", mine, unit="batches")
+        batches = (batch for b, batch in enumerate(loader) if b % world == rank)
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            local = extract_probes(
+                pl_module.probe_features, batches, batch_size=self.bank_batch_size, device=pl_module.device,
+                on_batch=progress.update,
             )
+        finally:
+            pl_module.train(was_training)
+        progress.close()
+        collector = PerSampleCollector()
+        if local:
+            collector.add(**local)
         arrays = collector.gather(trainer)  # collective
         if arrays is None:
             raise ConfigError("PredictionDepth: datamodule.probe_train_dataloader() yielded no training images")
         n_probes = sum(name.startswith("probe") for name in arrays)
         return [torch.from_numpy(arrays[f"probe{p}"]) for p in range(n_probes)], torch.from_numpy(arrays["label"]).long()
 
+    def _knn_predictions(
+        self, trainer: pl.Trainer, bank: list[Tensor], bank_y: Tensor, queries: list[Tensor], device: torch.device
+    ) -> Tensor:
+        """``[P, M]``: the k-NN prediction of every probe for every query row."""
+        progress = StageProgress(trainer, "PredictionDepth k-NN probe", len(bank), unit="probes", every_s=10.0)
+        labels = bank_y.to(device)
+        predictions = []
+        self.knn_probe_seconds = []
+        for p in range(len(bank)):
+            start = time.perf_counter()
+            predictions.append(
+                knn_predict(
+                    bank[p].to(device), labels, queries[p].to(device), k=self.k,
+                    num_classes=int(bank_y.max()) + 1, chunk_bytes=self.chunk_bytes,
+                ).cpu()
+            )
+            self.knn_probe_seconds.append(time.perf_counter() - start)
+            progress.update()
+        progress.close()
+        return torch.stack(predictions)
+
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         start = time.perf_counter()
         bank, bank_y = self._train_bank(trainer, pl_module)
+        self._seconds_forward += time.perf_counter() - start
         local = self._collector.local()
         self._collector.clear()
         if not local:  # this rank saw no test batch
@@ -264,21 +642,9 @@ class PredictionDepth(pl.Callback):
             local.update({f"probe{p}": torch.zeros(0, x.shape[1]) for p, x in enumerate(bank)})
         if len(bank) != sum(name.startswith("probe") for name in local):
             raise RuntimeError("probe_features returned a different number of probes for training and test images")
-        device = pl_module.device
-        labels = bank_y.to(device)
-        knn = torch.stack(
-            [
-                knn_predict(
-                    bank[p].to(device),
-                    labels,
-                    local[f"probe{p}"].to(device),
-                    k=self.k,
-                    num_classes=int(bank_y.max()) + 1,
-                    chunk_bytes=self.chunk_bytes,
-                ).cpu()
-                for p in range(len(bank))
-            ]
-        )  # [P, n_local]
+        knn_start = time.perf_counter()
+        knn = self._knn_predictions(trainer, bank, bank_y, [local[f"probe{p}"] for p in range(len(bank))], pl_module.device)
+        self._seconds_knn = time.perf_counter() - knn_start
         reference = local["label"] if self.reference == "label" else local["pred"]
         collector = PerSampleCollector()
         collector.add(
@@ -304,18 +670,49 @@ class PredictionDepth(pl.Callback):
             "pd_mean_wrong": _finite_or_none(scalars["test/pd_mean_wrong"]),
             "pd_probes": len(bank),
             "pd_train_samples": int(len(bank_y)),
+            "pd_train_augmentation": self.train_augmentation,
             "pd_k": self.k,
             "pd_reference": self.reference,
             "pd_seconds": round(self._seconds, 3),
+            "pd_seconds_forward": round(self._seconds_forward, 3),
+            "pd_seconds_knn": round(self._seconds_knn, 3),
         }
+        if trainer.is_global_zero:
+            rank_zero_info(
+                f"PredictionDepth: {len(arrays['index'])} test samples, {len(bank)} probes, "
+                f"{self._seconds:.1f} s (forward {self._seconds_forward:.1f} s, k-NN {self._seconds_knn:.1f} s)"
+            )
 
     def run_summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         """``pd_mean``, ``pd_mean_correct``, ``pd_mean_wrong`` (+ probes, k, reference, seconds)."""
         return dict(self._summary)
 
 
+def _set_collect_probes(pl_module: pl.LightningModule, value: bool) -> None:
+    """Ask a module that supports it (``collect_probes`` attribute) to return its test probes."""
+    if hasattr(pl_module, "collect_probes"):
+        pl_module.collect_probes = value
+
+
+def _accepts_keyword(fn: Callable[..., Any], name: str) -> bool:
+    try:
+        parameters = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):  # pragma: no cover - builtins without a signature
+        return True
+    return any(p.name == name or p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters)
+
+
 def _finite_or_none(value: float) -> float | None:
     return value if np.isfinite(value) else None
 
 
-__all__ = ["knn_predict", "prediction_depth", "PredictionDepth", "REFERENCES"]
+__all__ = [
+    "knn_predict",
+    "knn_predict_float64",
+    "prediction_depth",
+    "extract_probes",
+    "PredictionDepth",
+    "StageProgress",
+    "REFERENCES",
+    "TRAIN_AUGMENTATIONS",
+]

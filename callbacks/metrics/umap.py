@@ -24,6 +24,7 @@ from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
+from lightning.pytorch.utilities import rank_zero_info
 
 from callbacks.metrics.per_sample import (
     PerSampleCallback,
@@ -170,7 +171,10 @@ class UMAPPlot(PerSampleCallback):
         if len(keep) < 3:
             return None
         index, labels, features = arrays["index"][keep], arrays["label"][keep], arrays["features"][keep]
+        fit_start = time.perf_counter()
+        rank_zero_info(f"UMAPPlot: fitting UMAP on {len(keep)} {stage} representations ({features.shape[1]}-d) ...")
         coords = umap_embedding(features, seed=self.seed, n_neighbors=self.n_neighbors, min_dist=self.min_dist)
+        rank_zero_info(f"UMAPPlot: UMAP of {len(keep)} {stage} representations done in {time.perf_counter() - fit_start:.1f} s")
         highlight = load_pie_mask(self.pie_file, index) if self.pie_file is not None else None
         names = getattr(trainer.datamodule, "class_names", None)
         png = umap_png(coords, labels, class_names=names, highlight=highlight, title=f"UMAP of {len(keep)} {stage} representations")
