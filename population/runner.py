@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--plan", required=True, help="plan YAML (see population/plan.py)")
     parser.add_argument("--jobs", type=int, default=1, help="runs at a time (default 1)")
     parser.add_argument("--only", default=None, help="comma-separated cells to run (default: all)")
+    parser.add_argument("--seeds", default=None, help="comma-separated seeds to run (default: the plan's)")
     parser.add_argument("--dry-run", action="store_true", help="print each run's status and command, run nothing")
     parser.add_argument("extra", nargs=argparse.REMAINDER, help="after --: arguments appended to every run")
     return parser
@@ -120,6 +121,12 @@ def run_population(args: argparse.Namespace) -> int:
     if args.jobs < 1:
         raise PlanError(f"--jobs {args.jobs} is out of range; it must be >= 1")
     jobs = _plan_jobs(plan, extra, only)
+    if args.seeds:
+        try:
+            keep = {int(v) for v in args.seeds.split(",")}
+        except ValueError as err:
+            raise PlanError(f"--seeds {args.seeds!r} is not allowed; give comma-separated integers, e.g. 0,1,2") from err
+        jobs = [j for j in jobs if j.run.seed in keep]
     done = [j for j in jobs if j.status == "complete"]
     todo = [j for j in jobs if j.status != "complete"]
     print(f"population {plan.name}: {len(jobs)} runs, {len(done)} complete, {len(todo)} to run "

@@ -123,3 +123,17 @@ def test_the_runner_survives_a_stop_and_continues_where_it_stopped(tmp_path: Pat
     assert again.returncode == 0 and again.stdout.splitlines()[0].endswith("3 runs, 3 complete, 0 to run (0 to resume) under "
                                                                           f"{tmp_path / 'runs'}")
     json.dumps(child)  # run.json stays plain JSON
+
+
+def test_seeds_picks_runs_and_a_bad_list_is_one_line_exit_2(tmp_path: Path) -> None:
+    plan = write_plan(tmp_path)
+    dry = subprocess.run([sys.executable, str(REPO / "cli.py"), "population", "--plan", str(plan), "--seeds", "1",
+                          "--dry-run"], cwd=tmp_path, env=cli_env(), capture_output=True, text=True)  # fmt: skip
+    assert dry.returncode == 0, dry.stderr
+    assert dry.stdout.splitlines()[0].startswith("population tiny: 1 runs, 0 complete, 1 to run")
+    assert "sup_dense seed 1" in dry.stdout and "seed 0" not in dry.stdout
+    bad = subprocess.run([sys.executable, str(REPO / "cli.py"), "population", "--plan", str(plan), "--seeds", "a,b"],
+                         cwd=tmp_path, env=cli_env(), capture_output=True, text=True)  # fmt: skip
+    assert bad.returncode == 2
+    assert bad.stderr.strip().splitlines() == ["error: --seeds 'a,b' is not allowed; give comma-separated integers, e.g. 0,1,2"]
+    assert not (tmp_path / "runs").exists()
