@@ -54,7 +54,7 @@ from callbacks.resume import AtomicCheckpointIO, ResumableCSVLogger, ResumeCheck
 from callbacks.run_summary import RUN_JSON, RunSummary, read_run_json
 from datamodules.base import ImageDataModule
 from lightning_modules.base import RepresentationModule
-from lightning_modules.errors import ConfigError, check_choice, check_range
+from common.errors import ConfigError, check_choice, check_range
 from common.parser_errors import condense_parser_error
 from common.sync_batchnorm import GlobalBatchNormSync
 

@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from common.data_spec import AUGMENTATIONS, TrainDataSpec
 from datamodules.transforms import MultiView, build_transform
-from lightning_modules.errors import ConfigError, check_choice, check_range
+from common.errors import ConfigError, check_choice, check_range
 
 _MIX = (1 << 61) - 1  # a Mersenne prime: (seed, epoch, index) -> one 61-bit seed
 

@@ -11,7 +11,7 @@ from torchvision import datasets
 
 from datamodules.base import ImageDataModule, uint8_hwc_to_chw
 from datamodules.fashion_mnist import first_line
-from lightning_modules.errors import ConfigError
+from common.errors import ConfigError
 
 
 class CIFAR10DataModule(ImageDataModule):

@@ -29,7 +29,7 @@ from torchvision import datasets
 from torchvision.datasets import utils as tv_utils
 
 from datamodules.base import ImageDataModule
-from lightning_modules.errors import ConfigError
+from common.errors import ConfigError
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 FILES = {

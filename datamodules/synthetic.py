@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from datamodules.base import ImageDataModule
-from lightning_modules.errors import check_range
+from common.errors import check_range
 
 
 def make_synthetic_images(

@@ -16,7 +16,7 @@ from torch import Tensor
 from torchvision.transforms import v2
 
 from common.data_spec import AUGMENTATIONS
-from lightning_modules.errors import check_choice
+from common.errors import check_choice
 
 
 

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_modules.errors import ConfigError, check_choice, check_range
+from common.errors import ConfigError, check_choice, check_range
 
 
 def _pool(x: Tensor) -> Tensor:

@@ -38,7 +38,7 @@ from torch import Tensor, nn
 from common.data_spec import TrainDataSpec
 from common.distributed import gather_unique_rows
 from lightning_modules.backbones import build_backbone
-from lightning_modules.errors import ConfigError, check_choice, check_range
+from common.errors import ConfigError, check_choice, check_range
 from lightning_modules.plan import TrainingPlan, limited_batches, optimizer_steps
 
 #: what ``prunable_parameters(targets)`` can return:

@@ -49,7 +49,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from lightning_modules.errors import check_range
+from common.errors import check_range
 from lightning_modules.phased import PhasedRepresentationModule, check_head_arguments, cosine_factor
 
 

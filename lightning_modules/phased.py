@@ -43,7 +43,7 @@ from torchmetrics.classification import MulticlassAccuracy
 
 from common.data_spec import AUGMENTATIONS, TrainDataSpec
 from lightning_modules.base import RepresentationModule
-from lightning_modules.errors import ConfigError, check_choice, check_range
+from common.errors import ConfigError, check_choice, check_range
 
 
 def cosine_factor(progress: float) -> float:

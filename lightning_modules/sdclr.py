@@ -47,7 +47,7 @@ from callbacks.pruning.dynamics import (
     mean_oscillation,
 )
 from callbacks.pruning.masks import global_magnitude_masks, layer_sparsities, sparsity_of
-from lightning_modules.errors import check_range
+from common.errors import check_range
 from lightning_modules.losses import supcon_loss
 from lightning_modules.phased import PhasedRepresentationModule, check_head_arguments
 from lightning_modules.supcon import ProjectionHead

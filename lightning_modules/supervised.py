@@ -11,7 +11,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
 from lightning_modules.base import RepresentationModule
-from lightning_modules.errors import check_range
+from common.errors import check_range
 
 
 class SupervisedClassifier(RepresentationModule):

@@ -12,7 +12,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lightning_modules.errors import ConfigError
+from common.errors import ConfigError
 from lightning_modules.losses import supcon_loss
 
 REPO = Path(__file__).resolve().parents[1]

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from callbacks.metrics import PerSamplePredictions, PredictionDepth, QScore, UMAPPlot, q_score, read_npz
 from callbacks.metrics.umap import load_pie_mask
-from lightning_modules.errors import ConfigError
+from common.errors import ConfigError
 
 try:  # tests/ as rootdir-inserted path (no __init__.py) or as a package
     from wandb_offline import find_offline_run, history_keys, read_offline_run

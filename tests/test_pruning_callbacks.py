@@ -29,7 +29,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from callbacks.pruning import GradualMagnitudePruning, OneShotPruning, cubic_sparsity, sparsity_of
 from callbacks.pruning.schedules import event_steps
-from lightning_modules.errors import ConfigError
+from common.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[1]
 N_SAMPLES, BATCH = 64, 8  # 8 batches per epoch

@@ -25,7 +25,7 @@ from callbacks.pruning.masks import (
     validate_mask_options,
 )
 from callbacks.pruning.schedules import cubic_sparsity, event_index, event_steps
-from lightning_modules.errors import ConfigError
+from common.errors import ConfigError
 
 
 def random_weights(seed: int) -> dict[str, torch.Tensor]:

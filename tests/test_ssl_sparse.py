@@ -36,7 +36,7 @@ from conftest import REPO, cli_env, read_run_json
 from datamodules import SyntheticDataModule
 from lightning_modules import BYOLModel, SDCLRModel, SupConModel
 from lightning_modules.byol import momentum_tau
-from lightning_modules.errors import ConfigError
+from common.errors import ConfigError
 from lightning_modules.losses import supcon_loss
 from test_pruning_callbacks import GMP, TinyNet, loader
 

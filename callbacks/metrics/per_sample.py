@@ -39,7 +39,7 @@ from torch import Tensor
 
 from callbacks.run_summary import atomic_write_bytes, run_dir
 from common.distributed import all_gather_rows
-from lightning_modules.errors import ConfigError
+from common.errors import ConfigError
 
 INDEX = "index"
 

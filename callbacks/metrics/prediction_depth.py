@@ -55,7 +55,7 @@ from callbacks.metrics.per_sample import (
     require_outputs,
     write_per_sample,
 )
-from lightning_modules.errors import ConfigError, check_choice, check_range
+from common.errors import ConfigError, check_choice, check_range
 
 REFERENCES = ("label", "prediction")
 TRAIN_AUGMENTATIONS = ("supervised", "none")

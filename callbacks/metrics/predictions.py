@@ -35,7 +35,7 @@ from callbacks.metrics.per_sample import (
     write_per_sample,
 )
 from callbacks.run_summary import atomic_write_bytes
-from lightning_modules.errors import check_range
+from common.errors import check_range
 
 
 class PerSamplePredictions(PerSampleCallback):

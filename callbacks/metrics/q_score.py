@@ -34,7 +34,7 @@ from callbacks.metrics.per_sample import (
     require_outputs,
     write_per_sample,
 )
-from lightning_modules.errors import check_range
+from common.errors import check_range
 
 
 def q_score(h: Tensor) -> tuple[Tensor, Tensor, Tensor]:

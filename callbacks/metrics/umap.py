@@ -33,7 +33,7 @@ from callbacks.metrics.per_sample import (
     require_outputs,
 )
 from callbacks.run_summary import atomic_write_bytes
-from lightning_modules.errors import ConfigError, check_range
+from common.errors import ConfigError, check_range
 
 
 def umap_embedding(features: np.ndarray, *, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:

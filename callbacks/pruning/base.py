@@ -69,7 +69,7 @@ from callbacks.pruning.masks import (
     validate_mask_options,
 )
 from lightning_modules.base import PRUNING_TARGETS
-from lightning_modules.errors import ConfigError, check_choice
+from common.errors import ConfigError, check_choice
 from lightning_modules.plan import TrainingPlan
 
 

@@ -33,7 +33,7 @@ import torch
 from torch import Tensor, nn
 
 from callbacks.pruning.masks import _keep_all_but_smallest
-from lightning_modules.errors import check_range
+from common.errors import check_range
 
 Masks = dict[str, Tensor]
 

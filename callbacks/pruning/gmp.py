@@ -35,7 +35,7 @@ from torch import Tensor, nn
 from callbacks.pruning.base import PruningCallback
 from callbacks.pruning.masks import compute_masks, sparsity_of
 from callbacks.pruning.schedules import cubic_sparsity, event_index, validate_schedule
-from lightning_modules.errors import ConfigError, check_range
+from common.errors import ConfigError, check_range
 from lightning_modules.plan import TrainingPlan
 
 #: the phases in which an encoder trains (GMP prunes in the first of them that a run has)

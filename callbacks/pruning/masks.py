@@ -25,7 +25,7 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor
 
-from lightning_modules.errors import ConfigError, check_choice, check_range
+from common.errors import ConfigError, check_choice, check_range
 
 Masks = dict[str, Tensor]
 

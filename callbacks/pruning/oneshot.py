@@ -39,7 +39,7 @@ import torch
 from callbacks.pruning.base import PruningCallback
 from callbacks.run_summary import read_run_json
 from common.data_spec import AUGMENTATIONS, TrainDataSpec
-from lightning_modules.errors import ConfigError, check_choice, check_range
+from common.errors import ConfigError, check_choice, check_range
 
 
 def _seed() -> int | None:

@@ -34,7 +34,7 @@ from torch import Tensor
 from callbacks.pruning.dynamics import cosine_decay, drop_and_regrow
 from callbacks.pruning.gmp import GradualMagnitudePruning
 from callbacks.pruning.schedules import cubic_sparsity
-from lightning_modules.errors import ConfigError, check_range
+from common.errors import ConfigError, check_range
 
 
 class PruneAndRegrow(GradualMagnitudePruning):

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 
-from lightning_modules.errors import ConfigError, check_range
+from common.errors import ConfigError, check_range
 
 
 def validate_schedule(

@@ -66,7 +66,7 @@ from torch import Tensor, nn
 from callbacks.pruning.dynamics import cosine_decay, drop_and_regrow, mask_change, mask_densities
 from callbacks.pruning.gmp import GradualMagnitudePruning
 from callbacks.pruning.masks import compute_masks, erk_densities, layer_sparsities, random_masks, sparsity_of
-from lightning_modules.errors import ConfigError, check_choice, check_range
+from common.errors import ConfigError, check_choice, check_range
 
 SCORES = ("magnitude", "ema")
 INITIAL_MASKS = ("magnitude", "erk")
