@@ -23,6 +23,8 @@ class CIFAR10DataModule(ImageDataModule):
 
     name = "cifar10"
     num_classes = 10
+    #: CIFAR-10's ``batches.meta`` ``label_names`` (torchvision's ``CIFAR10.classes``)
+    class_names = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
     mean = (0.4915, 0.4823, 0.4468)
     std = (0.2047, 0.2435, 0.2616)
     _dataset_cls = datasets.CIFAR10
@@ -41,14 +43,18 @@ class CIFAR10DataModule(ImageDataModule):
                 "that holds it, or train offline on Fashion-MNIST (configs/data/fashion_mnist.yaml, needs its idx files) "
                 "or on its embedded subset, which needs nothing: --data configs/data/fashion_mnist_mini.yaml"
             ) from exc
+        if tuple(ds.classes) != tuple(self.class_names or ()):
+            self.class_names = tuple(ds.classes)  # CIFAR-100's 100 fine labels, read from its ``meta`` file
         return uint8_hwc_to_chw(ds.data), torch.as_tensor(ds.targets, dtype=torch.long)
 
 
 class CIFAR100DataModule(CIFAR10DataModule):
-    """CIFAR-100 by the same code (100 fine classes; its own normalisation statistics)."""
+    """CIFAR-100 by the same code (100 fine classes, named from the dataset's ``meta`` file once loaded;
+    its own normalisation statistics)."""
 
     name = "cifar100"
     num_classes = 100
+    class_names = None
     mean = (0.5071, 0.4865, 0.4409)
     std = (0.2673, 0.2564, 0.2762)
     _dataset_cls = datasets.CIFAR100

@@ -167,3 +167,19 @@ def test_probe_loader_is_unaugmented_and_subsets_deterministically() -> None:
 def test_bad_datamodule_arguments(kwargs, message) -> None:
     with pytest.raises(ConfigError, match=message):
         SyntheticDataModule(**kwargs)
+
+
+def test_cifar10_class_names_are_the_files_label_names_and_label_the_plots(fake_cifar) -> None:
+    import pickle
+    from types import SimpleNamespace
+
+    from callbacks.metrics.predictions import _class_names
+
+    root, _ = fake_cifar
+    meta = pickle.loads((root / "cifar-10-batches-py" / "batches.meta").read_bytes())
+    assert CIFAR10DataModule.class_names == tuple(meta["label_names"])  # known before any file is read (analyze uses it)
+    dm = CIFAR10DataModule(data_dir=str(root), batch_size=8, num_workers=0)
+    dm.setup("test")
+    assert dm.class_names == tuple(meta["label_names"])
+    assert _class_names(SimpleNamespace(datamodule=dm), 10) == meta["label_names"]  # confusion matrix / per_class_acc keys
+    assert _class_names(SimpleNamespace(datamodule=SyntheticDataModule()), 10) == [str(c) for c in range(10)]
