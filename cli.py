@@ -55,8 +55,13 @@ from callbacks.run_summary import RUN_JSON, RunSummary, read_run_json
 from datamodules.base import ImageDataModule
 from lightning_modules.base import RepresentationModule
 from common.errors import ConfigError, check_choice, check_range
-from common.parser_errors import condense_parser_error
-from common.sync_batchnorm import GlobalBatchNormSync
+from common.parser_errors import CLASS_SLOTS, condense_parser_error, known_classes
+from callbacks.sync_batchnorm import GlobalBatchNormSync
+
+# the method and pruning packages import their classes on first use; jsonargparse knows (for short
+# class names and the "known subclasses" of --help) only the subclasses already imported
+for _slot in CLASS_SLOTS:
+    known_classes(_slot)
 
 
 class _DropAdverts(logging.Filter):

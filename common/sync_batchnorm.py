@@ -5,9 +5,10 @@ normalises with per-device statistics, so the network is not the one a single de
 though the loss gathers all features. ``torch.nn.SyncBatchNorm`` fixes that on GPUs only (DDP
 refuses it on CPU). :class:`GlobalBatchNorm` does the same with one differentiable ``all_reduce`` of
 the per-channel sums, sums of squares and counts (in float64), so any backend works and the tests can
-check it with CPU processes; :class:`GlobalBatchNormSync` is the Lightning ``LayerSync`` plugin that
-swaps every BatchNorm of the model for it when training starts on more than one process.
-``cli.py`` uses it for ``trainer.sync_batchnorm: true``.
+check it with CPU processes. :func:`to_global_batchnorm` swaps every BatchNorm of a model for it and
+:func:`from_global_batchnorm` swaps them back; the Lightning ``LayerSync`` plugin that calls them when
+training starts on more than one process is :class:`callbacks.sync_batchnorm.GlobalBatchNormSync`
+(``cli.py`` uses it for ``trainer.sync_batchnorm: true``). This module imports no Lightning.
 
 Single process, or eval mode: exactly ``F.batch_norm`` (the module is a plain BatchNorm then).
 Running statistics are updated like ``nn.BatchNorm`` on the global batch: ``running_var`` with the
@@ -21,7 +22,6 @@ from typing import Any
 import torch
 import torch.distributed as dist
 import torch.nn.functional as F
-from lightning.pytorch.plugins.layer_sync import LayerSync
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -100,18 +100,19 @@ def _swap(bn: _BatchNorm, cls: type[_BatchNorm]) -> _BatchNorm:
     return new
 
 
-class GlobalBatchNormSync(LayerSync):
-    """Lightning plugin: every BatchNorm becomes a :class:`GlobalBatchNorm` while fitting under DDP."""
-
-    def apply(self, model: nn.Module) -> nn.Module:
-        return _convert(model, lambda bn: bn if isinstance(bn, GlobalBatchNorm) else _swap(bn, GlobalBatchNorm))
-
-    def revert(self, model: nn.Module) -> nn.Module:
-        def back(bn: _BatchNorm) -> _BatchNorm:
-            original = getattr(bn, "_original_class", None)
-            return _swap(bn, original) if isinstance(bn, GlobalBatchNorm) and original is not None else bn
-
-        return _convert(model, back)
+def to_global_batchnorm(model: nn.Module) -> nn.Module:
+    """``model`` with every BatchNorm a :class:`GlobalBatchNorm` sharing its parameters and buffers."""
+    return _convert(model, lambda bn: bn if isinstance(bn, GlobalBatchNorm) else _swap(bn, GlobalBatchNorm))
 
 
-__all__ = ["GlobalBatchNorm", "GlobalBatchNormSync"]
+def from_global_batchnorm(model: nn.Module) -> nn.Module:
+    """Undo :func:`to_global_batchnorm`: every :class:`GlobalBatchNorm` back to its original class."""
+
+    def back(bn: _BatchNorm) -> _BatchNorm:
+        original = getattr(bn, "_original_class", None)
+        return _swap(bn, original) if isinstance(bn, GlobalBatchNorm) and original is not None else bn
+
+    return _convert(model, back)
+
+
+__all__ = ["GlobalBatchNorm", "from_global_batchnorm", "to_global_batchnorm"]

@@ -7,38 +7,33 @@
 * :class:`SynchronizedPruning` — SyncCP: GMP of the online encoder, the momentum encoder in step.
 * :class:`PruneAndRegrow` — GraNet-style gradual pruning with periodic drop-and-regrow.
 * :mod:`callbacks.pruning.dynamics` — mask oscillation, training FLOPs, drop-and-regrow maths.
+
+The names below are imported on first use (:func:`common.lazy.lazy_exports`): the maths modules
+import no Lightning, and importing them must not run the callbacks' imports.
 """
 
-from callbacks.pruning.base import PruningCallback
-from callbacks.pruning.gmp import GradualMagnitudePruning
-from callbacks.pruning.masks import (
-    channel_masks,
-    compute_masks,
-    global_magnitude_masks,
-    layer_sparsities,
-    layerwise_magnitude_masks,
-    nm_masks,
-    sparsity_of,
-)
-from callbacks.pruning.oneshot import OneShotPruning
-from callbacks.pruning.regrow import PruneAndRegrow
-from callbacks.pruning.schedules import cubic_sparsity, event_index, event_steps
-from callbacks.pruning.synccp import SynchronizedPruning
+from __future__ import annotations
 
-__all__ = [
-    "GradualMagnitudePruning",
-    "OneShotPruning",
-    "PruneAndRegrow",
-    "PruningCallback",
-    "SynchronizedPruning",
-    "channel_masks",
-    "compute_masks",
-    "cubic_sparsity",
-    "event_index",
-    "event_steps",
-    "global_magnitude_masks",
-    "layer_sparsities",
-    "layerwise_magnitude_masks",
-    "nm_masks",
-    "sparsity_of",
-]
+from common.lazy import lazy_exports
+
+_MASKS = "callbacks.pruning.masks"
+_SCHEDULES = "callbacks.pruning.schedules"
+_EXPORTS = {
+    "GradualMagnitudePruning": "callbacks.pruning.gmp",
+    "OneShotPruning": "callbacks.pruning.oneshot",
+    "PruneAndRegrow": "callbacks.pruning.regrow",
+    "PruningCallback": "callbacks.pruning.base",
+    "SynchronizedPruning": "callbacks.pruning.synccp",
+    "channel_masks": _MASKS,
+    "compute_masks": _MASKS,
+    "cubic_sparsity": _SCHEDULES,
+    "event_index": _SCHEDULES,
+    "event_steps": _SCHEDULES,
+    "global_magnitude_masks": _MASKS,
+    "layer_sparsities": _MASKS,
+    "layerwise_magnitude_masks": _MASKS,
+    "nm_masks": _MASKS,
+    "sparsity_of": _MASKS,
+}
+__all__ = list(_EXPORTS)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)

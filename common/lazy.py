@@ -1,0 +1,39 @@
+"""Package ``__init__``\\ s that import their modules only when a name is asked for (PEP 562).
+
+A package such as :mod:`callbacks.pruning` exports Lightning callbacks *and* pure maths. Importing
+its maths (``callbacks.pruning.masks``) runs the package ``__init__`` first; an ``__init__`` that
+imported every export would pull Lightning into scripts and tests that need only the maths. With
+:func:`lazy_exports` the ``__init__`` names where each export lives, and the module is imported on
+first access: ``from callbacks.pruning import GradualMagnitudePruning``, ``getattr`` (jsonargparse
+``class_path: callbacks.pruning.GradualMagnitudePruning``) and ``from package import *`` work as
+with eager imports.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from collections.abc import Callable, Mapping
+from typing import Any
+
+
+def lazy_exports(package: str, exports: Mapping[str, str]) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """``(__getattr__, __dir__)`` for ``package``: ``exports`` maps an exported name to the module
+    that defines it. A resolved name is stored on the package, so later look-ups are plain
+    attribute reads."""
+
+    def __getattr__(name: str) -> Any:
+        module = exports.get(name)
+        if module is None:
+            raise AttributeError(f"module {package!r} has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        setattr(sys.modules[package], name, value)
+        return value
+
+    def __dir__() -> list[str]:
+        return sorted(set(vars(sys.modules[package])) | set(exports))
+
+    return __getattr__, __dir__
+
+
+__all__ = ["lazy_exports"]
