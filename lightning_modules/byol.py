@@ -50,7 +50,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from common.errors import check_range
-from lightning_modules.phased import PhasedRepresentationModule, check_head_arguments, cosine_factor
+from common.schedules import cosine_factor
+from lightning_modules.phased import PhasedRepresentationModule, check_head_arguments
 
 
 class MLPHead(nn.Sequential):

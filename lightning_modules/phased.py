@@ -32,7 +32,6 @@ Subclasses call ``self.add_probe()`` at the end of ``__init__`` and ``self.save_
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -44,11 +43,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from common.data_spec import AUGMENTATIONS, TrainDataSpec
 from lightning_modules.base import RepresentationModule
 from common.errors import ConfigError, check_choice, check_range
-
-
-def cosine_factor(progress: float) -> float:
-    """``0.5 * (1 + cos(pi * progress))`` with ``progress`` clipped to ``[0, 1]``: 1 -> 0."""
-    return 0.5 * (1.0 + math.cos(math.pi * min(max(progress, 0.0), 1.0)))
+from common.schedules import cosine_factor
 
 
 def cosine_annealing_factors(epochs: int, min_factor: float) -> list[float]:

@@ -34,6 +34,7 @@ from torch import Tensor, nn
 
 from callbacks.pruning.masks import _keep_all_but_smallest
 from common.errors import check_range
+from common.schedules import cosine_factor
 
 Masks = dict[str, Tensor]
 
@@ -290,11 +291,10 @@ class TrainingCostMeter:
 # --------------------------------------------------------------------------------------------------
 def cosine_decay(initial: float, step: int, *, begin_step: int, end_step: int) -> float:
     """``initial * (1 + cos(pi * (step - begin) / (end - begin))) / 2``, clipped: ``initial`` at
-    ``begin_step``, 0 from ``end_step`` on (GraNet's decay of the drop fraction)."""
+    ``begin_step``, 0 from ``end_step`` on (GraNet's decay of the drop fraction; :func:`common.schedules.cosine_factor`)."""
     if end_step <= begin_step:
         return 0.0 if step >= end_step else float(initial)
-    progress = min(max((step - begin_step) / (end_step - begin_step), 0.0), 1.0)
-    return float(initial) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    return float(initial) * cosine_factor((step - begin_step) / (end_step - begin_step))
 
 
 def drop_and_regrow(
