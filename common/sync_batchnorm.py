@@ -20,31 +20,15 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
-
-class _AllReduceSum(torch.autograd.Function):
-    """``all_reduce(SUM)`` whose backward is the ``all_reduce(SUM)`` of the gradients (every rank's
-    loss depends on every rank's input through the sum)."""
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:
-        out = x.contiguous().clone()
-        dist.all_reduce(out)
-        return out
-
-    @staticmethod
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        out = grad.contiguous().clone()
-        dist.all_reduce(out)
-        return out
+from common.distributed import all_reduce_sum_with_grad, rank_and_world
 
 
 def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
+    return rank_and_world()[1] > 1
 
 
 class GlobalBatchNorm(_BatchNorm):
@@ -61,7 +45,7 @@ class GlobalBatchNorm(_BatchNorm):
         dims = [0, *range(2, input.dim())]
         x = input.double()
         local = torch.cat([x.sum(dims), (x * x).sum(dims), x.new_full((1,), x.numel() / x.shape[1])])
-        total = _AllReduceSum.apply(local)
+        total = all_reduce_sum_with_grad(local)
         channels = input.shape[1]
         count = total[-1].detach()
         mean = total[:channels] / count

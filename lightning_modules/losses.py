@@ -9,46 +9,17 @@ the single-process loss on the concatenated batch.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.distributed as dist
 from torch import Tensor
 
+from common.distributed import all_gather_with_grad, rank_and_world
 from common.errors import ConfigError, check_choice, check_range
-
-
-def _world() -> tuple[int, int]:
-    if dist.is_available() and dist.is_initialized():
-        return dist.get_rank(), dist.get_world_size()
-    return 0, 1
-
-
-class _AllGatherWithGrad(torch.autograd.Function):
-    """All-gather whose backward sums every rank's gradient for this rank's slice.
-
-    Written out (instead of ``torch.distributed.nn.functional.all_gather``) because the gradient
-    reaching the gathered slices is often non-contiguous here (the views are transposed), and the
-    gloo all-to-all behind that function's backward mishandles non-contiguous tensors.
-    """
-
-    @staticmethod
-    def forward(ctx: Any, x: Tensor) -> tuple[Tensor, ...]:
-        x = x.contiguous()
-        out = [torch.empty_like(x) for _ in range(dist.get_world_size())]
-        dist.all_gather(out, x)
-        return tuple(out)
-
-    @staticmethod
-    def backward(ctx: Any, *grads: Tensor) -> Tensor:
-        stacked = torch.stack([g.contiguous() for g in grads])
-        dist.all_reduce(stacked)
-        return stacked[dist.get_rank()]
 
 
 def _gather_with_grad(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor, int]:
     """All-gather features (differentiable) and labels; returns them and this rank's row offset."""
-    rank, world = _world()
+    rank, world = rank_and_world()
     if world == 1:
         return features, labels, 0
     sizes = [torch.zeros(1, dtype=torch.long, device=features.device) for _ in range(world)]
@@ -57,7 +28,7 @@ def _gather_with_grad(features: Tensor, labels: Tensor) -> tuple[Tensor, Tensor,
         raise RuntimeError(
             f"supcon_loss: per-rank batch sizes differ ({[int(s) for s in sizes]}); use drop_last=True for training"
         )
-    all_features = torch.cat(_AllGatherWithGrad.apply(features), dim=0)
+    all_features = torch.cat(all_gather_with_grad(features), dim=0)
     gathered = [torch.empty_like(labels) for _ in range(world)]
     dist.all_gather(gathered, labels.contiguous())
     return all_features, torch.cat(gathered, dim=0), rank * features.shape[0]
@@ -100,7 +71,7 @@ def supcon_loss(
     if labels is not None and labels.shape != (batch,):
         raise ConfigError(f"labels must have shape [{batch}], got {tuple(labels.shape)}")
 
-    rank, _ = _world()
+    rank, _ = rank_and_world()
     if labels is None:
         # every sample is its own class; make ids unique across ranks before gathering
         labels = torch.arange(batch, device=features.device) + rank * batch

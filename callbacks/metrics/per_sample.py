@@ -38,7 +38,7 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
 from callbacks.run_summary import atomic_write_bytes, run_dir
-from common.distributed import all_gather_rows
+from common.distributed import all_gather_columns, all_gather_rows
 from common.errors import ConfigError
 
 INDEX = "index"
@@ -118,7 +118,7 @@ def _check_rows(arrays: Mapping[str, Any], n: int) -> None:
             raise ValueError(f"per-sample array {name!r} has {len(value)} rows, expected {n}")
 
 
-# -- distributed gathering: common.distributed.all_gather_rows ---------------------------------
+# -- distributed gathering: common.distributed.all_gather_columns -------------------------------
 
 
 class PerSampleCollector:
@@ -159,26 +159,10 @@ class PerSampleCollector:
 
         Returns ``None`` when no rank collected anything.
         """
-        local = self.local()
-        specs = {k: _spec(v) for k, v in local.items()}
-        if trainer.world_size > 1:
-            # a rank that saw no batch learns the names, dtypes and trailing shapes from the others
-            everyone: list[Any] = [None] * trainer.world_size
-            torch.distributed.all_gather_object(everyone, specs)
-            for rank_specs in everyone:
-                for k, spec in rank_specs.items():
-                    specs.setdefault(k, spec)
-            for k, (dtype, tail) in specs.items():
-                if k not in local:
-                    local[k] = torch.zeros((0, *tail), dtype=getattr(torch, dtype))
-        if not specs:
+        gathered = all_gather_columns(trainer, self.local())
+        if not gathered:
             return None
-        out = {k: all_gather_rows(trainer, local[k]).numpy() for k in sorted(specs)}
-        return dedup_sort(out)
-
-
-def _spec(t: Tensor) -> tuple[str, tuple[int, ...]]:
-    return (str(t.dtype).removeprefix("torch."), tuple(t.shape[1:]))
+        return dedup_sort({k: v.numpy() for k, v in gathered.items()})
 
 
 def write_per_sample(trainer: pl.Trainer, path: Path, arrays: Mapping[str, np.ndarray]) -> None:
