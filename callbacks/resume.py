@@ -27,7 +27,6 @@ import csv
 import json
 import os
 import random
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +42,8 @@ from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from common.io import atomic_open, atomic_write_text
+
 LAST = "last.ckpt"
 LAST_INFO = "last.json"
 
@@ -53,22 +54,12 @@ def now_iso() -> str:
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """``torch.save`` to a temporary file beside ``path``, ``fsync``, then ``os.replace`` onto ``path``."""
+    """``torch.save`` to a temporary file beside ``path``, ``fsync``, then ``os.replace`` onto ``path``
+    (:func:`common.io.atomic_open`)."""
 
     def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                torch.save(checkpoint, fh)
-                fh.flush()
-                os.fsync(fh.fileno())
-            os.chmod(tmp, 0o644)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        with atomic_open(path, "wb", fsync=True) as fh:
+            torch.save(checkpoint, fh)
 
 
 def read_last_info(checkpoints: Path) -> dict[str, Any] | None:
@@ -135,9 +126,7 @@ class ResumeCheckpoint(pl.Callback):
             logger.save()
         if trainer.is_global_zero and self.pending_path.exists():
             os.replace(self.pending_path, self.last_path)
-            tmp = self.dirpath / f".{LAST_INFO}.tmp"
-            tmp.write_text(json.dumps(info) + "\n")
-            os.replace(tmp, self.dirpath / LAST_INFO)
+            atomic_write_text(self.dirpath / LAST_INFO, json.dumps(info) + "\n")
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_save = time.monotonic()
@@ -268,12 +257,10 @@ def truncate_csv(path: Path, after_step: int) -> int:
     kept = [row for row in rows if keep(row)]
     if len(kept) == len(rows):
         return 0
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="") as fh:
+    with atomic_open(path, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=fields)
         writer.writeheader()
         writer.writerows(kept)
-    os.replace(tmp, path)
     return len(rows) - len(kept)
 
 

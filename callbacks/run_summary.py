@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -38,6 +37,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from callbacks.resume import now_iso
+from common.io import atomic_write_bytes
 
 STATUSES = ("running", "complete", "incomplete", "failed", "interrupted")
 RUN_JSON = "run.json"
@@ -46,20 +46,6 @@ RUN_JSON = "run.json"
 def run_dir(trainer: pl.Trainer) -> Path:
     """This run's folder (``trainer.default_root_dir``)."""
     return Path(trainer.default_root_dir)
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file + rename, so readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes 0600; run folders are meant to be shared/read by others
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def read_run_json(folder: Path) -> dict[str, Any] | None:

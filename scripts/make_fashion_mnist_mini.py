@@ -26,9 +26,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import io
-import os
 import sys
-import tempfile
 import zipfile
 from pathlib import Path
 
@@ -38,6 +36,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from common.io import atomic_write_bytes  # noqa: E402
 from datamodules.fashion_mnist import (  # noqa: E402  (after the sys.path line so it runs from a checkout)
     DEBIAN_DIR,
     FILES,
@@ -137,11 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"check {'passed' if ok else 'FAILED'}: {args.out}")
         return 0 if ok else 1
 
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.NamedTemporaryFile(dir=args.out.parent, delete=False, prefix=".tmp-", suffix=".npz") as fh:
-        fh.write(data)
-    os.chmod(fh.name, 0o644)
-    os.replace(fh.name, args.out)
+    atomic_write_bytes(args.out, data)
     print(f"wrote {args.out}")
     if digest != MINI_SHA256:
         print(f"note: update MINI_SHA256 in datamodules/fashion_mnist.py to {digest}")

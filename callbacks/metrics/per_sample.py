@@ -37,9 +37,10 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
-from callbacks.run_summary import atomic_write_bytes, run_dir
+from callbacks.run_summary import run_dir
 from common.distributed import all_gather_columns, all_gather_rows
 from common.errors import ConfigError
+from common.io import atomic_write_bytes
 
 INDEX = "index"
 

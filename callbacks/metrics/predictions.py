@@ -34,8 +34,8 @@ from callbacks.metrics.per_sample import (
     wandb_logger,
     write_per_sample,
 )
-from callbacks.run_summary import atomic_write_bytes
 from common.errors import check_range
+from common.io import atomic_write_bytes
 
 
 class PerSamplePredictions(PerSampleCallback):

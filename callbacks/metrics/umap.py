@@ -32,8 +32,8 @@ from callbacks.metrics.per_sample import (
     log_image,
     require_outputs,
 )
-from callbacks.run_summary import atomic_write_bytes
 from common.errors import ConfigError, check_range
+from common.io import atomic_write_bytes
 
 
 def umap_embedding(features: np.ndarray, *, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
