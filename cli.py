@@ -50,11 +50,13 @@ from lightning.pytorch.trainer.setup import _log_device_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from callbacks.pruning.base import PruningCallback
+from callbacks.pruning.oneshot import OneShotPruning
 from callbacks.resume import AtomicCheckpointIO, ResumableCSVLogger, ResumeCheckpoint, RngState, read_last_info, truncate_csv
 from callbacks.run_summary import RUN_JSON, RunSummary, read_run_json
 from datamodules.base import ImageDataModule
 from lightning_modules.base import RepresentationModule
 from common.errors import ConfigError, check_choice, check_range
+from common.protocols import PlannedModule
 from common.parser_errors import CLASS_SLOTS, condense_parser_error, known_classes
 from callbacks.sync_batchnorm import GlobalBatchNormSync
 
@@ -303,11 +305,11 @@ class ContrastivePruningCLI(LightningCLI):
             return
         pruning = self._get(self.config_init, "pruning")
         max_epochs = cfg.trainer.get("max_epochs")
-        if hasattr(pruning, "check_fit_config"):
+        if isinstance(pruning, OneShotPruning):
             pruning.check_fit_config(max_epochs, self.model)  # e.g. One-Shot finetune_epochs vs max_epochs
         elif isinstance(pruning, PruningCallback):
             pruning.configure_model(self.model)
-        if hasattr(self.model, "check_fit_config"):
+        if isinstance(self.model, PlannedModule):
             self.model.check_fit_config(max_epochs, self.datamodule)
         if isinstance(pruning, PruningCallback):
             pruning.check_model(self.model)  # e.g. N:M with an m that does not divide a layer's inputs
@@ -317,7 +319,7 @@ class ContrastivePruningCLI(LightningCLI):
             if os.environ.get("LOCAL_RANK", "0") == "0":
                 self.datamodule.prepare_data()
             if isinstance(self.datamodule, ImageDataModule):
-                specs = self.model.train_data_specs() if hasattr(self.model, "train_data_specs") else {}
+                specs = self.model.train_data_specs() if isinstance(self.model, PlannedModule) else {}
                 self.datamodule.check([s for s in specs.values() if s is not None])
         if isinstance(pruning, PruningCallback) and isinstance(self.datamodule, ImageDataModule):
             plan = self.model.training_plan(trainer, self.datamodule)
@@ -367,8 +369,7 @@ class ContrastivePruningCLI(LightningCLI):
     def _summary_extra(self, cfg: Any) -> dict[str, Any]:
         extra: dict[str, Any] = {"wandb_run_id": self._wandb_id if self._wandb_mode != "disabled" else None}
         pruning = self._get(self.config_init, "pruning")
-        parent = getattr(pruning, "parent_summary", None)
-        if callable(parent) and (info := parent()) is not None:
+        if isinstance(pruning, OneShotPruning) and (info := pruning.parent_summary()) is not None:
             extra["parent_run"] = info
         return extra
 

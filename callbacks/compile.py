@@ -10,6 +10,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 
 from common.errors import check_choice
+from common.protocols import Representation, require
 
 MODES = ("default", "reduce-overhead", "max-autotune")
 
@@ -26,7 +27,8 @@ class CompileEncoder(pl.Callback):
         self.mode = mode
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        if stage == "fit" and hasattr(pl_module, "encoder"):
+        require(pl_module, Representation, needed_by="callbacks CompileEncoder", role="model")
+        if stage == "fit":
             pl_module.encoder.compile(mode=self.mode)
 
 

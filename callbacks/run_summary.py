@@ -4,10 +4,10 @@ Every run owns one folder, ``trainer.default_root_dir`` (``cli.py`` makes it uni
 resolved config, checkpoints, CSV and W&B offline logs, ``per_sample/`` files and ``run.json``.
 
 ``run.json`` is assembled by :class:`RunSummary` from
- * the LightningModule's ``run_summary()`` (method, backbone, ...),
- * the datamodule's ``run_summary()`` (dataset, ...),
- * every callback that defines ``run_summary(trainer, pl_module) -> dict`` (pruning adds
-   ``pruning``, ``target_sparsity``, ``achieved_sparsity``; metric callbacks add their means),
+ * every :class:`~common.protocols.RunSummaryContributor` — the LightningModule (method, backbone,
+   ...), the datamodule (dataset, ...) and every callback, all with the one signature
+   ``run_summary(trainer, pl_module) -> dict`` (pruning adds ``pruning``, ``target_sparsity``,
+   ``achieved_sparsity``; metric callbacks add their means),
  * the final ``test/*`` metrics (``test_acc`` = ``test/acc``),
  * what was trained: ``epochs`` (= ``epochs_trained``, completed training epochs),
    ``steps_trained`` (optimiser steps), ``max_epochs`` (configured), and ``segments`` — one entry
@@ -38,6 +38,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from callbacks.resume import now_iso
 from common.io import atomic_write_bytes
+from common.protocols import PlannedModule, ReportsCompletion, RunSummaryContributor
 
 STATUSES = ("running", "complete", "incomplete", "failed", "interrupted")
 RUN_JSON = "run.json"
@@ -104,14 +105,10 @@ class RunSummary(pl.Callback):
     # -- what a run trained ---------------------------------------------------------------------
     def collect(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> dict[str, Any]:
         summary: dict[str, Any] = dict(self.extra)
-        if hasattr(pl_module, "run_summary"):
-            summary.update(pl_module.run_summary())
-        dm = getattr(trainer, "datamodule", None)
-        if dm is not None and hasattr(dm, "run_summary"):
-            summary.update(dm.run_summary())
-        for cb in trainer.callbacks:
-            if cb is not self and hasattr(cb, "run_summary"):
-                summary.update(cb.run_summary(trainer, pl_module))
+        contributors = [pl_module, trainer.datamodule, *(cb for cb in trainer.callbacks if cb is not self)]
+        for contributor in contributors:
+            if isinstance(contributor, RunSummaryContributor):
+                summary.update(contributor.run_summary(trainer, pl_module))
         summary["seed"] = _seed()
         summary["max_epochs"] = trainer.max_epochs
         if trainer.state.fn == "fit" or stage == "fit":
@@ -207,8 +204,7 @@ class RunSummary(pl.Callback):
         if not tested:
             reasons.append("no test stage (test_after_fit=false)")
         for cb in trainer.callbacks:
-            unfinished = getattr(cb, "unfinished_reason", None)
-            if callable(unfinished) and (why := unfinished(trainer, pl_module)):
+            if isinstance(cb, ReportsCompletion) and (why := cb.unfinished_reason(trainer, pl_module)):
                 reasons.append(why)
         status = "incomplete" if reasons else "complete"
         self._write(trainer, {"status": status, "status_reason": "; ".join(reasons) or None})
@@ -217,20 +213,18 @@ class RunSummary(pl.Callback):
 
 def planned_steps(trainer: pl.Trainer, pl_module: pl.LightningModule) -> int | None:
     """Optimiser steps the configured epochs have (without ``max_steps``), from the module's plan."""
-    plan = getattr(pl_module, "plan", None)
-    if not callable(plan) or getattr(trainer, "datamodule", None) is None:
+    if not isinstance(pl_module, PlannedModule) or trainer.datamodule is None:
         return None
-    return sum(p.steps for p in plan().phases)
+    return sum(p.steps for p in pl_module.plan().phases)
 
 
 def epochs_trained(trainer: pl.Trainer, pl_module: pl.LightningModule) -> int:
     """Training epochs completed: the epochs of the plan whose every step was taken (Lightning's
     ``current_epoch`` also counts an epoch cut short by ``max_steps``)."""
-    plan = getattr(pl_module, "plan", None)
-    if not callable(plan) or getattr(trainer, "datamodule", None) is None:
+    if not isinstance(pl_module, PlannedModule) or trainer.datamodule is None:
         return int(trainer.current_epoch)
     done, step = 0, int(trainer.global_step)
-    for phase in plan().phases:
+    for phase in pl_module.plan().phases:
         for epoch in range(phase.epochs):
             if phase.first_step + (epoch + 1) * phase.steps_per_epoch > step:
                 return min(done, int(trainer.current_epoch))

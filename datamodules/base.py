@@ -47,6 +47,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from common.data_spec import AUGMENTATIONS, TrainDataSpec
 from datamodules.transforms import MultiView, build_transform
 from common.errors import ConfigError, check_choice, check_range
+from common.protocols import PlannedModule
 
 _MIX = (1 << 61) - 1  # a Mersenne prime: (seed, epoch, index) -> one 61-bit seed
 
@@ -314,7 +315,7 @@ class ImageDataModule(pl.LightningDataModule):
         module defines it (and returns one), else :meth:`default_spec`."""
         trainer = self._trainer_or_none()
         module = trainer.lightning_module if trainer is not None else None
-        spec = module.train_data_spec() if callable(getattr(module, "train_data_spec", None)) else None
+        spec = module.train_data_spec() if isinstance(module, PlannedModule) else None
         return spec or self.default_spec()
 
     def _trainer_or_none(self) -> pl.Trainer | None:
@@ -430,7 +431,7 @@ class ImageDataModule(pl.LightningDataModule):
 
     def _phases_differ(self, trainer: pl.Trainer) -> bool:
         module = trainer.lightning_module
-        specs = module.train_data_specs() if callable(getattr(module, "train_data_specs", None)) else {}
+        specs = module.train_data_specs() if isinstance(module, PlannedModule) else {}
         resolved = {spec or self.default_spec() for spec in specs.values()}
         return len(resolved) > 1
 
@@ -477,7 +478,7 @@ class ImageDataModule(pl.LightningDataModule):
         keys = [(i, 0) for i in range(len(ds))]  # seeded per sample: deterministic augmentation
         return self._loader(ds, batch_size=self.eval_batch_size, sampler=keys)
 
-    def run_summary(self) -> dict[str, Any]:
+    def run_summary(self, trainer: pl.Trainer | None, pl_module: pl.LightningModule | None) -> dict[str, Any]:
         return {
             "dataset": self.name,
             "num_classes": self.num_classes,

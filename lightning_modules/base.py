@@ -39,6 +39,7 @@ from common.data_spec import TrainDataSpec
 from common.distributed import gather_unique_rows
 from lightning_modules.backbones import build_backbone
 from common.errors import ConfigError, check_choice, check_range
+from common.protocols import PlannedData
 from lightning_modules.plan import TrainingPlan, limited_batches, optimizer_steps
 
 #: what ``prunable_parameters(targets)`` can return:
@@ -153,12 +154,12 @@ class RepresentationModule(pl.LightningModule):
         trainer's world size, ``limit_train_batches``, ``accumulate_grad_batches``, ``max_epochs``
         and ``max_steps`` (usable before ``fit``: ``cli.py`` checks pruning schedules with it)."""
         trainer = trainer or self.trainer
-        datamodule = datamodule if datamodule is not None else getattr(trainer, "datamodule", None)
+        datamodule = datamodule if datamodule is not None else trainer.datamodule
         max_epochs = int(trainer.max_epochs) if trainer.max_epochs is not None else 1
         specs = self.train_data_specs()
         phases = []
         for name, epochs in self.phase_epochs(max_epochs):
-            if callable(getattr(datamodule, "batches_per_epoch", None)):
+            if isinstance(datamodule, PlannedData):
                 spec = specs.get(name) or datamodule.default_spec()
                 batches = datamodule.batches_per_epoch(spec, trainer.world_size)
                 batches = limited_batches(batches, trainer.limit_train_batches)
@@ -213,7 +214,7 @@ class RepresentationModule(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         if stage == "fit":
-            self.check_fit_config(self.trainer.max_epochs, getattr(self.trainer, "datamodule", None))
+            self.check_fit_config(self.trainer.max_epochs, self.trainer.datamodule)
 
     # -- evaluation ----------------------------------------------------------------------------
     def _eval_step(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
@@ -315,7 +316,7 @@ class RepresentationModule(pl.LightningModule):
         if self._epoch_started is not None:
             self.log("train/epoch_time_s", time.perf_counter() - self._epoch_started, sync_dist=True)
 
-    def run_summary(self) -> dict[str, Any]:
+    def run_summary(self, trainer: pl.Trainer | None, pl_module: pl.LightningModule | None) -> dict[str, Any]:
         return {
             "method": self.method,
             "backbone": self.hparams.get("backbone"),

@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -43,6 +44,7 @@ from torchmetrics.classification import MulticlassAccuracy
 from common.data_spec import AUGMENTATIONS, TrainDataSpec
 from lightning_modules.base import RepresentationModule
 from common.errors import ConfigError, check_choice, check_range
+from common.protocols import PlannedData
 from common.schedules import cosine_factor
 
 
@@ -170,7 +172,7 @@ class PhasedRepresentationModule(RepresentationModule):
                 f"model.head_epochs={head}{extra} must be below trainer.max_epochs={max_epochs}; "
                 f"the contrastive phase is max_epochs - head_epochs{' - finetune_epochs' if extra else ''} epochs"
             )
-        views = getattr(datamodule, "views", None)
+        views = datamodule.views if isinstance(datamodule, PlannedData) else None
         if not self.finetune_only and views is not None and views < 2:
             raise ConfigError(
                 f"data.views={views} is not allowed for contrastive training; it needs >= 2 views "
@@ -275,8 +277,8 @@ class PhasedRepresentationModule(RepresentationModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [at(f) for f in factors])
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
-    def run_summary(self) -> dict[str, Any]:
-        out = super().run_summary()
+    def run_summary(self, trainer: pl.Trainer | None, pl_module: pl.LightningModule | None) -> dict[str, Any]:
+        out = super().run_summary(trainer, pl_module)
         out["head_epochs"] = self.hparams.head_epochs
         return out
 

@@ -34,6 +34,7 @@ from collections.abc import Sequence
 import copy
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -237,8 +238,8 @@ class SDCLRModel(PhasedRepresentationModule):
         self.mask_events = [dict(e) for e in state.get("mask_events", [])]
         self.cost.load_state_dict(state.get("flops", {}))
 
-    def run_summary(self) -> dict[str, Any]:
-        out = super().run_summary()
+    def run_summary(self, trainer: pl.Trainer | None, pl_module: pl.LightningModule | None) -> dict[str, Any]:
+        out = super().run_summary(trainer, pl_module)
         oscillations = [e["oscillation"] for e in self.mask_events]
         weights = {name: p.detach() for name, p in self.prunable_parameters().items()}
         out.update(

@@ -376,7 +376,7 @@ def test_sdclr_pruned_branch_sparsity_own_batchnorm_and_detached_gradients(tmp_p
     assert sparsity_of({k: p.detach() for k, p in model.prunable_parameters().items()}) == 0.0  # dense branch
     own = model.pruned_bn["blocks__0__bn1"]
     assert not torch.equal(own.running_mean, model.encoder.blocks[0].bn1.running_mean)  # its own statistics
-    summary = model.run_summary()
+    summary = model.run_summary(None, model)
     assert summary["pruned_branch_sparsity"] == round(0.9 * total) / total and 0 < summary["flops_saving"] < 0.45
 
     # the loss: NT-Xent(dense, sg(pruned)) + NT-Xent(sg(dense), pruned) has the gradient of the plain
