@@ -78,6 +78,9 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvert
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 # jsonargparse 4.49 deprecates skip_none; config.yaml must keep its None values (skip_none=False)
 warnings.filterwarnings("ignore", message=r".*skip_none parameter was deprecated")
+# run_dir_for parses a run's own command with args=... while sys.argv holds the population command
+# that asked for it (cli.py population --dry-run, the runner): LightningCLI's "args and sys.argv" warning
+warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
 # "Seed set to N" would precede a one-line config error; the seed is in config.yaml and run.json anyway
 logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
 
