@@ -55,3 +55,19 @@ def test_the_blocker_refuses_lightning() -> None:
     done = _import_without_lightning("callbacks.pruning.gmp")
     assert done.returncode != 0
     assert "blocked: lightning" in done.stderr
+
+
+@pytest.mark.parametrize("package", ["callbacks.metrics", "callbacks.pruning", "lightning_modules"])
+def test_lazy_exports_are_the_objects_even_after_their_submodules_are_imported(package: str) -> None:
+    """``callbacks.metrics.q_score`` (a module) defines ``q_score`` (a function): once the module is
+    imported, ``from callbacks.metrics import q_score`` must still be the function, as with eager imports."""
+    code = (
+        "import importlib, pkgutil\n"
+        f"pkg = importlib.import_module({package!r})\n"
+        "for info in pkgutil.iter_modules(pkg.__path__):\n"
+        "    importlib.import_module(pkg.__name__ + '.' + info.name)\n"
+        "bad = [n for n in pkg.__all__ if getattr(pkg, n) is not getattr(importlib.import_module(pkg._lazy_exports[n]), n)]\n"
+        "print('bad:', bad)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0 and done.stdout.strip() == "bad: []", done.stdout + done.stderr[-2000:]
