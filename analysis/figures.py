@@ -33,9 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.pies import SettingPies, class_counts, method_key
-from analysis.runs import DENSE, Population, Run, Setting, Study, method_name, pruning_name
+from analysis.pies import SettingPies, class_counts
+from analysis.runs import Population, Run, Setting, Study
 from analysis.stats import spearman
+from common.run_folder import DENSE, method_key, method_name, pruning_name
+from common.run_folder import pruning_key as _pruning_key
 
 SCATTER_METRICS = (("q_score", "Q-Score"), ("pd_score", "prediction depth"))
 UMAP_FILE = Path("figures") / "umap_test.npz"
@@ -83,11 +85,6 @@ def _png(fig, *, rect: tuple[float, float, float, float] | None = None) -> bytes
         return buffer.getvalue()
     finally:
         plt.close(fig)
-
-
-def _pruning_key(pruning: str) -> tuple[int, str]:
-    order = ("gmp", "delta_gmp", "oneshot")
-    return (order.index(pruning) if pruning in order else len(order), pruning)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.runs import Population, Setting
+from common.run_folder import method_key  # the one ordering (re-exported)
 
 TIE_RULES = ("lowest", "disjoint")
 
@@ -142,14 +143,6 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # populations -> PIEs per setting, per class, shared between methods
 # ---------------------------------------------------------------------------------------------
-METHOD_ORDER = ("sup", "supcon", "simclr", "byol")
-
-
-def method_key(method: str) -> tuple[int, str]:
-    """Sort key: Sup, SCL, SimCLR, BYOL, then any other method alphabetically."""
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
-
-
 @dataclass(frozen=True)
 class SettingPies:
     """The PIEs of one pruned population against the dense population of its method and dataset."""

@@ -34,11 +34,12 @@ import numpy as np
 
 from analysis import reference
 from analysis.pairs import CellPairs
-from analysis.pies import SettingPies, SharedPies, method_key
-from analysis.runs import DENSE, Population, Setting, Study, method_name, pruning_name
+from analysis.pies import SettingPies, SharedPies
+from analysis.runs import Population, Setting, Study
 from analysis.uncertainty import StudyStats
+from common.run_folder import DENSE, method_key, method_name, pruning_name
+from common.run_folder import pruning_key as _pruning_key
 
-PRUNING_ORDER = ("gmp", "delta_gmp", "oneshot")
 DASH = "–"
 
 
@@ -138,10 +139,6 @@ def fmt(mean: float, std: float, digits: int = 2) -> str:
 
 def schedule_label(method: str, pruning: str | None) -> str:
     return method_name(method) + ("" if pruning is None else f"/{pruning_name(pruning)}")
-
-
-def _pruning_key(pruning: str) -> tuple[int, str]:
-    return (PRUNING_ORDER.index(pruning) if pruning in PRUNING_ORDER else len(PRUNING_ORDER), pruning)
 
 
 def _columns(pops: dict[Setting, Population]) -> list[tuple[str, str | None]]:

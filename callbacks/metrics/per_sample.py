@@ -41,6 +41,7 @@ from callbacks.run_summary import run_dir
 from common.distributed import all_gather_columns, all_gather_rows
 from common.errors import ConfigError
 from common.io import atomic_write_bytes
+from common.run_folder import FIGURES_DIR, per_sample_file
 
 INDEX = "index"
 
@@ -48,12 +49,12 @@ INDEX = "index"
 # -- paths ------------------------------------------------------------------------------------
 def per_sample_path(trainer: pl.Trainer, stage: str) -> Path:
     """``<run_dir>/per_sample/<stage>.npz``."""
-    return run_dir(trainer) / "per_sample" / f"{stage}.npz"
+    return run_dir(trainer) / per_sample_file(stage)
 
 
 def figure_path(trainer: pl.Trainer, name: str) -> Path:
     """``<run_dir>/figures/<name>``."""
-    return run_dir(trainer) / "figures" / name
+    return run_dir(trainer) / FIGURES_DIR / name
 
 
 # -- pure array helpers -----------------------------------------------------------------------
