@@ -53,6 +53,7 @@ from callbacks.pruning.base import PruningCallback
 from callbacks.pruning.oneshot import OneShotPruning
 from callbacks.resume import AtomicCheckpointIO, ResumableCSVLogger, ResumeCheckpoint, RngState, read_last_info, truncate_csv
 from callbacks.run_summary import RUN_JSON, RunSummary, read_run_json
+from common.run_folder import CHECKPOINTS_DIR, CONFIG_YAML, CSV_DIR, LAST_CKPT_FILE, METRICS_CSV_FILE, MODEL_CLASS_METHODS, PER_SAMPLE_TEST, WANDB_DIR
 from datamodules.base import ImageDataModule
 from lightning_modules.base import RepresentationModule
 from common.errors import ConfigError, check_choice, check_range
@@ -87,7 +88,6 @@ logging.getLogger("lightning.fabric.utilities.seed").setLevel(logging.WARNING)
 RUN_DIR_ENV = "CONTRASTIVE_PRUNING_RUN_DIR"  # shares the parent's decisions with DDP child processes
 RESUME_ENV = "CONTRASTIVE_PRUNING_RESUME"  # {"ckpt_path": ..., "wandb_id": ...} as JSON
 WANDB_PROJECT = "contrastive-pruning"
-METHOD_NAMES = {"SupervisedClassifier": "sup", "SupConModel": "supcon"}  # others: class name minus "Model", lower case
 RESUME_MODES = ("never", "auto")
 #: the run folder this command created (a start that fails on bad input removes it again)
 _CREATED: dict[str, Path | None] = {"run_dir": None}
@@ -247,7 +247,7 @@ class ContrastivePruningCLI(LightningCLI):
         """What ``--run.resume`` means for this folder: a checkpoint to continue from, the W&B id,
         the CSV rows to keep; or a one-line refusal."""
         summary = read_run_json(path)
-        last = path / "checkpoints" / "last.ckpt"
+        last = path / LAST_CKPT_FILE
         if cfg.run.resume == "never":
             if summary is not None and not cfg.get("ckpt_path"):
                 raise ConfigError(
@@ -260,7 +260,7 @@ class ContrastivePruningCLI(LightningCLI):
             raise AlreadyComplete(f"{path} is already complete ({_progress_text(summary)}); nothing to do")
         plan: dict[str, Any] = {"wandb_id": (summary or {}).get("wandb_run_id")}
         if last.is_file():
-            info = read_last_info(path / "checkpoints") or {}
+            info = read_last_info(path / CHECKPOINTS_DIR) or {}
             plan.update(ckpt_path=str(last), resume_step=info.get("global_step"))
         elif summary is not None:
             plan["resume_step"] = -1  # restart from scratch in the same folder
@@ -269,7 +269,7 @@ class ContrastivePruningCLI(LightningCLI):
     @staticmethod
     def _method(cfg: Any) -> str:
         model_cls = str(cfg.model.class_path).rsplit(".", 1)[-1]
-        method = METHOD_NAMES.get(model_cls, model_cls.removesuffix("Model").lower())
+        method = MODEL_CLASS_METHODS.get(model_cls, model_cls.removesuffix("Model").lower())
         if model_cls == "SupConModel" and cfg.model.init_args.get("supervised") is False:
             method = "simclr"
         return method
@@ -337,7 +337,7 @@ class ContrastivePruningCLI(LightningCLI):
             trainer_cfg["logger"] = self._default_loggers(cfg, run_dir)
         callbacks = list(trainer_cfg.get("callbacks") or [])
         if trainer_cfg.get("enable_checkpointing", True) is not False and self.subcommand == "fit":
-            callbacks.append(ResumeCheckpoint(run_dir / "checkpoints", every_minutes=cfg.run.checkpoint_minutes))
+            callbacks.append(ResumeCheckpoint(run_dir / CHECKPOINTS_DIR, every_minutes=cfg.run.checkpoint_minutes))
             trainer_cfg["enable_checkpointing"] = any(isinstance(c, ModelCheckpoint) for c in callbacks)
         if not any(isinstance(c, RngState) for c in callbacks):
             callbacks.append(RngState())
@@ -381,7 +381,7 @@ class ContrastivePruningCLI(LightningCLI):
         rest again); nothing else in the folder is touched."""
         step = self._resume.get("resume_step")
         if step is not None and not _is_ddp_child():
-            truncate_csv(run_dir / "csv" / "metrics.csv", int(step))
+            truncate_csv(run_dir / METRICS_CSV_FILE, int(step))
 
     @property
     def _wandb_id(self) -> str:
@@ -407,7 +407,7 @@ class ContrastivePruningCLI(LightningCLI):
                     mode=self._wandb_mode,
                 )
             )
-        loggers.append(ResumableCSVLogger(save_dir=str(run_dir), name="csv", version=""))
+        loggers.append(ResumableCSVLogger(save_dir=str(run_dir), name=CSV_DIR, version=""))
         return loggers
 
     def after_fit(self) -> None:
@@ -490,10 +490,10 @@ def _end_summary(run_dir: Path, status: str, wandb_mode: str) -> str:
     lines = [f"run {status}: {run_dir}" + (f" ({summary.get('status_reason')})" if status != "complete" else "")]
     if parts:
         lines.append("  " + " | ".join(parts))
-    offline = sorted((run_dir / "wandb").glob("offline-run-*"))
+    offline = sorted((run_dir / WANDB_DIR).glob("offline-run-*"))
     if wandb_mode == "offline" and offline:
-        lines.append(f"  W&B offline: wandb sync {offline[-1]}   (browse: wandb leet {run_dir / 'wandb'})")
-    lines.append(f"  files: {run_dir / 'run.json'}, {run_dir / 'per_sample' / 'test.npz'}, {run_dir / 'csv' / 'metrics.csv'}")
+        lines.append(f"  W&B offline: wandb sync {offline[-1]}   (browse: wandb leet {run_dir / WANDB_DIR})")
+    lines.append(f"  files: {run_dir / RUN_JSON}, {run_dir / PER_SAMPLE_TEST}, {run_dir / METRICS_CSV_FILE}")
     return "\n".join(lines)
 
 
@@ -522,7 +522,7 @@ def main(args: list[str] | None = None) -> None:
             subclass_mode_model=True,
             subclass_mode_data=True,
             save_config_callback=WandbConfigCallback,
-            save_config_kwargs={"overwrite": True, "save_to_log_dir": False},
+            save_config_kwargs={"config_filename": CONFIG_YAML, "overwrite": True, "save_to_log_dir": False},
             args=args,
             auto_configure_optimizers=False,
             parser_kwargs={"exit_on_error": False},
@@ -551,7 +551,7 @@ def _remove_failed_start() -> None:
     path, _CREATED["run_dir"] = _CREATED["run_dir"], None
     if path is None or _is_ddp_child():
         return
-    if path.is_dir() and not (path / "checkpoints" / "last.ckpt").exists():
+    if path.is_dir() and not (path / LAST_CKPT_FILE).exists():
         shutil.rmtree(path, ignore_errors=True)
 
 

@@ -33,9 +33,11 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.pies import SettingPies, class_counts, method_key
-from analysis.runs import DENSE, Population, Run, Setting, Study, method_name, pruning_name
+from analysis.pies import SettingPies, class_counts, per_class_counts, same_cell_groups, shared_with_other_methods
+from analysis.runs import Population, Run, Setting, Study
 from analysis.stats import spearman
+from common.run_folder import DENSE, method_key, method_name, pruning_name
+from common.run_folder import pruning_key as _pruning_key
 
 SCATTER_METRICS = (("q_score", "Q-Score"), ("pd_score", "prediction depth"))
 UMAP_FILE = Path("figures") / "umap_test.npz"
@@ -83,11 +85,6 @@ def _png(fig, *, rect: tuple[float, float, float, float] | None = None) -> bytes
         return buffer.getvalue()
     finally:
         plt.close(fig)
-
-
-def _pruning_key(pruning: str) -> tuple[int, str]:
-    order = ("gmp", "delta_gmp", "oneshot")
-    return (order.index(pruning) if pruning in order else len(order), pruning)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -318,19 +315,17 @@ def pie_bars_png(panels: Sequence[tuple[str, list[tuple[str, np.ndarray, np.ndar
 def pie_bar_figures(pies: dict[Setting, SettingPies]) -> FigureSet:
     """Per-class PIE bars, shared vs unique between methods at the same sparsity (paper Figs 4/7)."""
     out = FigureSet()
+    shared_of = shared_with_other_methods(pies)
     groups: dict[tuple[str, str], dict[float, list[SettingPies]]] = {}
-    for setting, result in pies.items():
-        groups.setdefault((setting.dataset, setting.pruning), {}).setdefault(setting.sparsity, []).append(result)
+    for (dataset, pruning, sparsity), members in same_cell_groups(pies).items():
+        groups.setdefault((dataset, pruning), {})[sparsity] = members
     for (dataset, pruning), by_sparsity in sorted(groups.items(), key=lambda kv: (kv[0][0], _pruning_key(kv[0][1]))):
         panels = []
         for sparsity in sorted(by_sparsity):
-            members = sorted(by_sparsity[sparsity], key=lambda r: method_key(r.setting.method))
             bars = []
-            for r in members:
-                others = [o.flags for o in members if o is not r]
-                shared = r.flags & np.logical_or.reduce(others) if others else np.zeros_like(r.flags)
-                c = r.num_classes
-                shared_c = np.bincount(r.labels[shared], minlength=c)[:c]
+            for r in by_sparsity[sparsity]:
+                shared = shared_of[r.setting]
+                shared_c = per_class_counts(np.zeros_like(r.flags) if shared is None else shared, r.labels, r.num_classes)
                 bars.append((f"{method_name(r.setting.method)} ({r.count}, n={r.n_pruned})", shared_c, r.per_class - shared_c))
             panels.append((f"{pruning_name(pruning)} {round(sparsity * 100)}%", bars))
         out.figures.append(

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.runs import Population, Setting
+from common.run_folder import method_key  # the one ordering (re-exported)
 
 TIE_RULES = ("lowest", "disjoint")
 
@@ -142,14 +143,6 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 # populations -> PIEs per setting, per class, shared between methods
 # ---------------------------------------------------------------------------------------------
-METHOD_ORDER = ("sup", "supcon", "simclr", "byol")
-
-
-def method_key(method: str) -> tuple[int, str]:
-    """Sort key: Sup, SCL, SimCLR, BYOL, then any other method alphabetically."""
-    return (METHOD_ORDER.index(method) if method in METHOD_ORDER else len(METHOD_ORDER), method)
-
-
 @dataclass(frozen=True)
 class SettingPies:
     """The PIEs of one pruned population against the dense population of its method and dataset."""
@@ -206,18 +199,38 @@ class SharedPies:
         )
 
 
-def shared_pies(pies: dict[Setting, SettingPies]) -> list[SharedPies]:
-    """Every pair of methods with PIEs at the same (dataset, pruning, sparsity), e.g. Sup ∩ SCL at GMP 90%."""
+def same_cell_groups(pies: dict[Setting, SettingPies]) -> dict[tuple[str, str, float], list[SettingPies]]:
+    """The PIE results of the methods pruned with one schedule to one sparsity, keyed (and sorted) by
+    ``(dataset, pruning, sparsity)``, each group sorted by method: the one definition of "the other
+    methods" that the shared-PIE table, the per-class table and the per-class figures all use."""
     by_cell: dict[tuple[str, str, float], list[SettingPies]] = {}
     for setting, result in pies.items():
         by_cell.setdefault((setting.dataset, setting.pruning, setting.sparsity), []).append(result)
+    return {key: sorted(by_cell[key], key=lambda r: method_key(r.setting.method)) for key in sorted(by_cell)}
+
+
+def shared_with_other_methods(pies: dict[Setting, SettingPies]) -> dict[Setting, np.ndarray | None]:
+    """bool ``[N]`` per setting: its PIEs that are also PIEs of another method in its
+    :func:`same_cell_groups` group; ``None`` where no other method has PIEs there."""
+    out: dict[Setting, np.ndarray | None] = {}
+    for members in same_cell_groups(pies).values():
+        for result in members:
+            others = [o.flags for o in members if o is not result]
+            out[result.setting] = result.flags & np.logical_or.reduce(others) if others else None
+    return out
+
+
+def shared_pies(pies: dict[Setting, SettingPies]) -> list[SharedPies]:
+    """Every pair of methods with PIEs at the same (dataset, pruning, sparsity), e.g. Sup ∩ SCL at GMP 90%."""
     pairs: list[SharedPies] = []
-    for key in sorted(by_cell):
-        members = sorted(by_cell[key], key=lambda r: method_key(r.setting.method))
+    for members in same_cell_groups(pies).values():
         for i, a in enumerate(members):
             for b in members[i + 1 :]:
                 pairs.append(SharedPies(a, b, overlap(a.flags, b.flags)))
     return pairs
 
 
-__all__ += ["SettingPies", "SharedPies", "method_key", "pies_per_setting", "shared_pies"]
+__all__ += [
+    "SettingPies", "SharedPies", "method_key", "pies_per_setting", "same_cell_groups", "shared_pies",
+    "shared_with_other_methods",
+]  # fmt: skip

@@ -59,9 +59,10 @@ from typing import Any
 
 import numpy as np
 
-PER_SAMPLE_FILE = Path("per_sample") / "test.npz"
+from common.run_folder import COMPLETE, DENSE, PER_SAMPLE_TEST, RUN_JSON, WANDB_DIR, method_name, pruning_name
+
+PER_SAMPLE_FILE = PER_SAMPLE_TEST
 REQUIRED_ARRAYS = ("index", "label", "pred")
-DENSE = "dense"
 #: tolerance between target and achieved sparsity before a run is called incomplete
 SPARSITY_TOLERANCE = 0.01
 #: run.json keys that should agree inside a population (warned about when they do not)
@@ -69,8 +70,6 @@ CONSISTENT_KEYS = (
     "epochs", "max_epochs", "backbone", "encoder_parameters", "pruning_scope", "pruning_granularity",
     "pruning_targets", "num_classes", "oneshot_mode",
 )  # fmt: skip
-#: the only run status analyze reads (callbacks/run_summary.py writes it last)
-COMPLETE = "complete"
 #: Table 6 averages prediction depth over this many models per cell, as the paper (REFERENCE §3)
 PD_MODELS = 5
 #: per-sample columns read only from the first ``pd_models`` seeds of a population
@@ -78,24 +77,10 @@ PD_COLUMNS = ("pd_score",)
 #: what can go wrong reading a per-sample file (np.load of a truncated or foreign file)
 _NPZ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile, zlib.error)
 
-METHOD_NAMES = {"sup": "Sup", "supcon": "SCL", "simclr": "SimCLR", "byol": "BYOL"}
-PRUNING_NAMES = {
-    DENSE: "dense", "gmp": "GMP", "delta_gmp": "ΔGMP", "oneshot": "One-Shot", "synccp": "SyncCP", "regrow": "regrow",
-}  # fmt: skip
 
 
 class AnalysisError(ValueError):
     """Bad input to ``analyze``: one line naming what is wrong and where; exit code 2."""
-
-
-def method_name(method: str) -> str:
-    """Display name of a method (``supcon`` -> ``SCL``, as in the paper)."""
-    return METHOD_NAMES.get(method, method)
-
-
-def pruning_name(pruning: str) -> str:
-    """Display name of a pruning schedule (``delta_gmp`` -> ``ΔGMP``)."""
-    return PRUNING_NAMES.get(pruning, pruning)
 
 
 @dataclass(frozen=True, order=True)
@@ -229,11 +214,11 @@ class Population:
 # ---------------------------------------------------------------------------------------------
 def _runs_below(path: Path) -> list[Path]:
     if path.is_file():
-        return [path.parent] if path.name == "run.json" else []
-    if (path / "run.json").is_file():
+        return [path.parent] if path.name == RUN_JSON else []
+    if (path / RUN_JSON).is_file():
         return [path]
     if path.is_dir():
-        return sorted(p.parent for p in path.rglob("run.json") if "wandb" not in p.parent.parts)
+        return sorted(p.parent for p in path.rglob(RUN_JSON) if WANDB_DIR not in p.parent.parts)
     return []
 
 
@@ -314,7 +299,7 @@ def load_runs(paths: Iterable[Path], *, show: Any = str) -> tuple[list[Run], lis
     unreadable: list[Problem] = []
     for path in paths:
         try:
-            summary = json.loads((path / "run.json").read_text())
+            summary = json.loads((path / RUN_JSON).read_text())
             if not isinstance(summary, dict) or "dataset" not in summary or "method" not in summary:
                 raise ValueError("no dataset/method")
         except (OSError, ValueError):
@@ -357,7 +342,7 @@ def no_file_error(no_file: Sequence[Path], *, show: Any = str) -> AnalysisError:
 
     def name(path: Path) -> str:
         try:
-            summary = json.loads((path / "run.json").read_text())
+            summary = json.loads((path / RUN_JSON).read_text())
         except (OSError, ValueError):
             summary = None
         status = summary.get("status") if isinstance(summary, dict) else None

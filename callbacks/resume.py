@@ -43,9 +43,8 @@ from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from common.io import atomic_open, atomic_write_text
-
-LAST = "last.ckpt"
-LAST_INFO = "last.json"
+from common.run_folder import LAST_CKPT as LAST
+from common.run_folder import LAST_INFO
 
 
 def now_iso() -> str:

@@ -29,7 +29,7 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import lightning.pytorch as pl
 import torch
@@ -39,9 +39,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 from callbacks.resume import now_iso
 from common.io import atomic_write_bytes
 from common.protocols import PlannedModule, ReportsCompletion, RunSummaryContributor
-
-STATUSES = ("running", "complete", "incomplete", "failed", "interrupted")
-RUN_JSON = "run.json"
+from common.run_folder import RUN_JSON, STATUSES, RunJson
 
 
 def run_dir(trainer: pl.Trainer) -> Path:
@@ -49,13 +47,13 @@ def run_dir(trainer: pl.Trainer) -> Path:
     return Path(trainer.default_root_dir)
 
 
-def read_run_json(folder: Path) -> dict[str, Any] | None:
-    """``<folder>/run.json`` as a dict, ``None`` if absent or unreadable."""
+def read_run_json(folder: Path) -> RunJson | None:
+    """``<folder>/run.json`` as a dict (keys: :class:`common.run_folder.RunJson`), ``None`` if absent or unreadable."""
     try:
         data = json.loads((Path(folder) / RUN_JSON).read_text())
     except (OSError, ValueError):
         return None
-    return data if isinstance(data, dict) else None
+    return cast(RunJson, data) if isinstance(data, dict) else None
 
 
 def write_run_json(folder: Path, updates: dict[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,9 @@
 """Per-sample representation metrics: pure maths plus thin Lightning callbacks.
 
-``per_sample``        gather / de-duplicate / merge per-sample arrays into ``per_sample/<stage>.npz``
+``per_sample``        per-sample files ``per_sample/<stage>.npz``: paths, the rank-0 write, the base callback
+``arrays``            de-duplicate / merge / read / write the per-sample ``.npz`` arrays
+``collector``         :class:`PerSampleCollector`: per batch on each rank, then gathered across ranks
+``logs``              epoch scalars and W&B media (no-ops without W&B)
 ``predictions``       :class:`PerSamplePredictions` (index, label, pred, logits; confusion matrix)
 ``confusion``         confusion matrix and per-class accuracy
 ``q_score``           :func:`q_score` and :class:`QScore`
@@ -15,15 +18,16 @@ from __future__ import annotations
 from common.lazy import lazy_exports
 
 _PER_SAMPLE = "callbacks.metrics.per_sample"
+_ARRAYS = "callbacks.metrics.arrays"
 _CONFUSION = "callbacks.metrics.confusion"
 _DEPTH = "callbacks.metrics.prediction_depth"
 _Q = "callbacks.metrics.q_score"
 _EXPORTS = {
-    "PerSampleCollector": _PER_SAMPLE,
-    "dedup_sort": _PER_SAMPLE,
-    "merge_into_npz": _PER_SAMPLE,
+    "PerSampleCollector": "callbacks.metrics.collector",
+    "dedup_sort": _ARRAYS,
+    "merge_into_npz": _ARRAYS,
     "per_sample_path": _PER_SAMPLE,
-    "read_npz": _PER_SAMPLE,
+    "read_npz": _ARRAYS,
     "PerSamplePredictions": "callbacks.metrics.predictions",
     "confusion_matrix": _CONFUSION,
     "per_class_accuracy": _CONFUSION,

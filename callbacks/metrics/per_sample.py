@@ -6,7 +6,16 @@ writes ``index``, ``label``, ``pred`` (``logits``), :class:`~callbacks.metrics.q
 ``q_score``, ``z_score``, ``l1_norm``, :class:`~callbacks.metrics.prediction_depth.PredictionDepth`
 adds ``pd_score``, and so on. Every array has one row per sample, rows sorted by ``index``.
 
-How a callback uses this module:
+Its jobs are split over five modules; this one holds the paths, the write on rank 0, the check of a step's
+outputs and :class:`PerSampleCallback`, and re-exports the others' names:
+
+* :mod:`callbacks.metrics.arrays` — de-duplicate, merge, read and write the ``.npz`` arrays;
+* :mod:`callbacks.metrics.collector` — :class:`PerSampleCollector` (per batch, then across ranks);
+* :mod:`callbacks.metrics.logs` — epoch scalars and W&B media;
+* :mod:`common.timing` — the :class:`~common.timing.Stopwatch` the callbacks time their work with
+  (``predictions_seconds``, ``q_score_seconds``, ``pd_seconds``, ``umap_seconds`` in ``run.json``).
+
+How a callback uses them:
 
 1. on each batch, :meth:`PerSampleCollector.add` the batch's ``index`` and its per-sample tensors
    (kept on CPU, this rank only);
@@ -19,151 +28,39 @@ How a callback uses this module:
 If the file already holds a *different* index set (a stale file from an earlier ``test`` on other
 data in the same run folder), it is replaced with a warning instead of being mixed.
 
-The W&B helpers at the end (:func:`wandb_logger`, :func:`log_histogram`, ...) do nothing when no
+The W&B helpers (:func:`wandb_logger`, :func:`log_histogram`, ...) do nothing when no
 :class:`~lightning.pytorch.loggers.WandbLogger` is attached, so no callback fails without W&B.
 """
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
-import torch
-from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
 
+from callbacks.metrics.arrays import INDEX, dedup_sort, merge_arrays, merge_into_npz, read_npz
+from callbacks.metrics.collector import PerSampleCollector
+from callbacks.metrics.logs import log_artifact_file, log_histogram, log_image, log_scalars, log_table, log_wandb, wandb_logger
 from callbacks.run_summary import run_dir
-from common.distributed import all_gather_columns, all_gather_rows
+from common.distributed import all_gather_rows
 from common.errors import ConfigError
-from common.io import atomic_write_bytes
-
-INDEX = "index"
+from common.run_folder import FIGURES_DIR, per_sample_file
+from common.timing import Stopwatch
 
 
 # -- paths ------------------------------------------------------------------------------------
 def per_sample_path(trainer: pl.Trainer, stage: str) -> Path:
     """``<run_dir>/per_sample/<stage>.npz``."""
-    return run_dir(trainer) / "per_sample" / f"{stage}.npz"
+    return run_dir(trainer) / per_sample_file(stage)
 
 
 def figure_path(trainer: pl.Trainer, name: str) -> Path:
     """``<run_dir>/figures/<name>``."""
-    return run_dir(trainer) / "figures" / name
-
-
-# -- pure array helpers -----------------------------------------------------------------------
-def dedup_sort(arrays: Mapping[str, np.ndarray], key: str = INDEX) -> dict[str, np.ndarray]:
-    """Keep the first row of every distinct ``arrays[key]`` value and sort all arrays by it.
-
-    Args:
-        arrays: equal-length arrays ``[N, ...]``; ``arrays[key]`` is an integer ``[N]``.
-
-    Returns:
-        The same keys with ``[M, ...]`` rows, ``M`` = number of distinct keys, ascending ``key``.
-    """
-    if key not in arrays:
-        raise KeyError(f"per-sample arrays need an {key!r} column, got {sorted(arrays)}")
-    index = np.asarray(arrays[key])
-    _check_rows(arrays, len(index))
-    _, first = np.unique(index, return_index=True)  # sorted unique values, first occurrence of each
-    return {name: np.asarray(value)[first] for name, value in arrays.items()}
-
-
-def merge_arrays(old: Mapping[str, np.ndarray], new: Mapping[str, np.ndarray], key: str = INDEX) -> dict[str, np.ndarray]:
-    """Add ``new``'s arrays to ``old``'s (``new`` wins on equal names); both must have equal ``key`` columns.
-
-    Raises:
-        ValueError: if the ``key`` columns differ (different sample sets cannot be merged row-wise).
-    """
-    if key in old and not np.array_equal(np.asarray(old[key]), np.asarray(new[key])):
-        raise ValueError(
-            f"cannot merge per-sample arrays: {key!r} columns differ (existing {len(old[key])} rows, new {len(new[key])} rows)"
-        )
-    return {**old, **new}
-
-
-def read_npz(path: Path) -> dict[str, np.ndarray]:
-    """All arrays of an ``.npz`` file (no pickles)."""
-    with np.load(path, allow_pickle=False) as data:
-        return {name: data[name] for name in data.files}
-
-
-def merge_into_npz(path: Path, arrays: Mapping[str, np.ndarray], key: str = INDEX) -> dict[str, np.ndarray]:
-    """Merge ``arrays`` into the ``.npz`` at ``path`` (created if absent) with an atomic rename.
-
-    Arrays already in the file and not in ``arrays`` are kept when the ``key`` columns are equal;
-    if they differ the file is replaced by ``arrays`` alone (with a warning). Returns what was written.
-    """
-    _check_rows(arrays, len(arrays[key]))
-    merged = dict(arrays)
-    if path.exists():
-        old = read_npz(path)
-        try:
-            merged = merge_arrays(old, arrays, key)
-        except ValueError as err:
-            rank_zero_warn(f"{path}: {err}; replacing the file's arrays {sorted(old)} with {sorted(arrays)}")
-    buffer = io.BytesIO()
-    np.savez(buffer, **merged)
-    atomic_write_bytes(path, buffer.getvalue())
-    return merged
-
-
-def _check_rows(arrays: Mapping[str, Any], n: int) -> None:
-    for name, value in arrays.items():
-        if len(value) != n:
-            raise ValueError(f"per-sample array {name!r} has {len(value)} rows, expected {n}")
-
-
-# -- distributed gathering: common.distributed.all_gather_columns -------------------------------
-
-
-class PerSampleCollector:
-    """Per-batch tensors of this rank, keyed by name, with an ``index`` column.
-
-    ``add(index=..., name=tensor, ...)`` stores detached CPU copies; :meth:`gather` returns NumPy
-    arrays of all ranks, one row per distinct index, sorted by index.
-    """
-
-    def __init__(self) -> None:
-        self._parts: dict[str, list[Tensor]] = {}
-
-    def add(self, **tensors: Tensor) -> None:
-        if INDEX not in tensors:
-            raise KeyError(f"PerSampleCollector.add needs an {INDEX!r} tensor, got {sorted(tensors)}")
-        n = len(tensors[INDEX])
-        for name, value in tensors.items():
-            value = torch.as_tensor(value).detach()
-            if value.ndim == 0 or value.shape[0] != n:
-                raise ValueError(f"per-sample tensor {name!r} has shape {tuple(value.shape)}, expected {n} rows")
-            self._parts.setdefault(name, []).append(value.cpu())
-        missing = set(self._parts) - set(tensors)
-        if missing:
-            raise KeyError(f"per-sample tensors {sorted(missing)} were given before but not in this batch")
-
-    def clear(self) -> None:
-        self._parts = {}
-
-    def __len__(self) -> int:
-        return sum(len(t) for t in self._parts.get(INDEX, []))
-
-    def local(self) -> dict[str, Tensor]:
-        """This rank's rows (concatenated, not de-duplicated)."""
-        return {name: torch.cat(parts) for name, parts in self._parts.items()}
-
-    def gather(self, trainer: pl.Trainer) -> dict[str, np.ndarray] | None:
-        """All ranks' rows, de-duplicated by index and sorted (a collective: call on every rank).
-
-        Returns ``None`` when no rank collected anything.
-        """
-        gathered = all_gather_columns(trainer, self.local())
-        if not gathered:
-            return None
-        return dedup_sort({k: v.numpy() for k, v in gathered.items()})
+    return run_dir(trainer) / FIGURES_DIR / name
 
 
 def write_per_sample(trainer: pl.Trainer, path: Path, arrays: Mapping[str, np.ndarray]) -> None:
@@ -181,74 +78,6 @@ def require_outputs(outputs: Any, keys: Iterable[str], *, who: str, hook: str) -
             f"{who} needs the LightningModule's {hook} to return a dict with keys {keys}; got {got}"
         )
     return outputs
-
-
-# -- logging helpers --------------------------------------------------------------------------
-def log_scalars(pl_module: pl.LightningModule, scalars: Mapping[str, float]) -> None:
-    """Log epoch-level scalars through ``pl_module.log`` (every logger; values equal on all ranks)."""
-    for name, value in scalars.items():
-        if np.isfinite(value):
-            pl_module.log(name, float(value), on_step=False, on_epoch=True, sync_dist=True)
-
-
-def wandb_logger(trainer: pl.Trainer) -> WandbLogger | None:
-    """The first attached :class:`WandbLogger`, or ``None``."""
-    for logger in trainer.loggers:
-        if isinstance(logger, WandbLogger):
-            return logger
-    return None
-
-
-def log_wandb(trainer: pl.Trainer, payload: Mapping[str, Any]) -> bool:
-    """``payload`` (W&B media objects) to the W&B run on rank 0, at ``trainer.global_step``; False if no W&B."""
-    logger = wandb_logger(trainer)
-    if logger is None or not trainer.is_global_zero:
-        return False
-    logger.log_metrics(dict(payload), step=trainer.global_step)
-    return True
-
-
-def log_histogram(trainer: pl.Trainer, key: str, values: np.ndarray, *, bins: int = 64) -> None:
-    """A ``wandb.Histogram`` of ``values`` (non-finite values dropped), when W&B is attached."""
-    if wandb_logger(trainer) is None or not trainer.is_global_zero:
-        return
-    import wandb
-
-    finite = np.asarray(values, dtype=np.float64)
-    finite = finite[np.isfinite(finite)]
-    if finite.size:
-        log_wandb(trainer, {key: wandb.Histogram(finite, num_bins=bins)})
-
-
-def log_image(trainer: pl.Trainer, key: str, path: Path, caption: str | None = None) -> None:
-    """A PNG file as ``wandb.Image``, when W&B is attached."""
-    if wandb_logger(trainer) is None or not trainer.is_global_zero:
-        return
-    import wandb
-
-    log_wandb(trainer, {key: wandb.Image(str(path), caption=caption)})
-
-
-def log_table(trainer: pl.Trainer, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
-    """A ``wandb.Table``, when W&B is attached."""
-    if wandb_logger(trainer) is None or not trainer.is_global_zero:
-        return
-    import wandb
-
-    log_wandb(trainer, {key: wandb.Table(columns=list(columns), data=[list(r) for r in rows])})
-
-
-def log_artifact_file(trainer: pl.Trainer, path: Path, *, name: str, artifact_type: str) -> None:
-    """Log one file as a W&B artifact of the run, when W&B is attached."""
-    logger = wandb_logger(trainer)
-    if logger is None or not trainer.is_global_zero:
-        return
-    import wandb
-
-    run = logger.experiment
-    artifact = wandb.Artifact(name=f"{name}-{run.id}", type=artifact_type)
-    artifact.add_file(str(path), name=path.name)
-    run.log_artifact(artifact)
 
 
 __all__ = [
@@ -285,7 +114,8 @@ class PerSampleCallback(pl.Callback):
         self.every_n_val_epochs = every_n_val_epochs
         self._collector = PerSampleCollector()
         self._active = False
-        self._seconds = 0.0
+        #: the callback's own time in this test (batches and epoch end), for its ``*_seconds`` in run.json
+        self._timer = Stopwatch()
 
     def _collect(self, outputs: Any, hook: str) -> None:
         raise NotImplementedError
@@ -295,7 +125,7 @@ class PerSampleCallback(pl.Callback):
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._collector.clear()
-        self._seconds = 0.0
+        self._timer.reset()
 
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0

@@ -47,15 +47,11 @@ import torch
 from lightning.pytorch.utilities import rank_zero_deprecation, rank_zero_info
 from torch import Tensor
 
-from callbacks.metrics.per_sample import (
-    PerSampleCollector,
-    log_histogram,
-    log_scalars,
-    per_sample_path,
-    require_outputs,
-    write_per_sample,
-)
+from callbacks.metrics.collector import PerSampleCollector
+from callbacks.metrics.logs import log_histogram, log_scalars
+from callbacks.metrics.per_sample import per_sample_path, require_outputs, write_per_sample
 from common.errors import ConfigError, check_choice, check_range
+from common.timing import Stopwatch
 
 REFERENCES = ("label", "prediction")
 TRAIN_AUGMENTATIONS = ("supervised", "none")
@@ -516,9 +512,8 @@ class PredictionDepth(pl.Callback):
         self.bank_batch_size = bank_batch_size
         self._collector = PerSampleCollector()
         self._summary: dict[str, Any] = {}
-        self._seconds = 0.0
-        self._seconds_forward = 0.0
-        self._seconds_knn = 0.0
+        #: run.json's pd_seconds (all of it), pd_seconds_forward (training bank + probe collection), pd_seconds_knn
+        self._total, self._forward, self._knn = Stopwatch(), Stopwatch(), Stopwatch()
         #: seconds of each probe's k-NN in the last test (benchmarks read it)
         self.knn_probe_seconds: list[float] = []
 
@@ -560,24 +555,22 @@ class PredictionDepth(pl.Callback):
 
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._collector.clear()
-        self._seconds = self._seconds_forward = self._seconds_knn = 0.0
+        for watch in (self._total, self._forward, self._knn):
+            watch.reset()
 
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         if dataloader_idx != 0:
             return
-        start = time.perf_counter()
-        out = require_outputs(outputs, ("index", "label", "logits"), who="PredictionDepth", hook="test_step")
-        probes = out.get("probes")
-        if probes is None:  # a module that does not return its probes: one more forward pass
-            with torch.inference_mode():
-                probes = pl_module.probe_features(batch["image"].to(pl_module.device))
-        columns = {f"probe{p}": f.detach().float() for p, f in enumerate(probes)}
-        self._collector.add(index=out["index"], label=out["label"], pred=out["logits"].argmax(dim=1), **columns)
-        elapsed = time.perf_counter() - start
-        self._seconds += elapsed
-        self._seconds_forward += elapsed
+        with self._total, self._forward:
+            out = require_outputs(outputs, ("index", "label", "logits"), who="PredictionDepth", hook="test_step")
+            probes = out.get("probes")
+            if probes is None:  # a module that does not return its probes: one more forward pass
+                with torch.inference_mode():
+                    probes = pl_module.probe_features(batch["image"].to(pl_module.device))
+            columns = {f"probe{p}": f.detach().float() for p, f in enumerate(probes)}
+            self._collector.add(index=out["index"], label=out["label"], pred=out["logits"].argmax(dim=1), **columns)
 
     def _train_bank(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[list[Tensor], Tensor]:
         """Probe embeddings ``P x [N_train, D_p]`` and labels ``[N_train]`` of the training subset.
@@ -618,22 +611,51 @@ class PredictionDepth(pl.Callback):
         predictions = []
         self.knn_probe_seconds = []
         for p in range(len(bank)):
-            start = time.perf_counter()
-            predictions.append(
-                knn_predict(
-                    bank[p].to(device), labels, queries[p].to(device), k=self.k,
-                    num_classes=int(bank_y.max()) + 1, chunk_bytes=self.chunk_bytes,
-                ).cpu()
-            )
-            self.knn_probe_seconds.append(time.perf_counter() - start)
+            with Stopwatch() as probe:
+                predictions.append(
+                    knn_predict(
+                        bank[p].to(device), labels, queries[p].to(device), k=self.k,
+                        num_classes=int(bank_y.max()) + 1, chunk_bytes=self.chunk_bytes,
+                    ).cpu()
+                )
+            self.knn_probe_seconds.append(probe.seconds)
             progress.update()
         progress.close()
         return torch.stack(predictions)
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        start = time.perf_counter()
-        bank, bank_y = self._train_bank(trainer, pl_module)
-        self._seconds_forward += time.perf_counter() - start
+        with self._total:
+            scored = self._score(trainer, pl_module)
+        if scored is None:
+            return
+        n_test, scalars, n_probes, n_train = scored
+        self._summary = {
+            "pd_mean": scalars["test/pd_mean"],
+            "pd_mean_correct": _finite_or_none(scalars["test/pd_mean_correct"]),
+            "pd_mean_wrong": _finite_or_none(scalars["test/pd_mean_wrong"]),
+            "pd_probes": n_probes,
+            "pd_train_samples": n_train,
+            "pd_train_augmentation": self.train_augmentation,
+            "pd_k": self.k,
+            "pd_reference": self.reference,
+            "pd_seconds": self._total.rounded(),
+            "pd_seconds_forward": self._forward.rounded(),
+            "pd_seconds_knn": self._knn.rounded(),
+        }
+        if trainer.is_global_zero:
+            rank_zero_info(
+                f"PredictionDepth: {n_test} test samples, {n_probes} probes, "
+                f"{self._total.seconds:.1f} s (forward {self._forward.seconds:.1f} s, k-NN {self._knn.seconds:.1f} s)"
+            )
+
+    def _score(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> tuple[int, dict[str, float], int, int] | None:
+        """Training bank, k-NN of every probe, PD of every test sample written and logged (a collective).
+
+        Returns ``(test samples, test/pd_* scalars, probes, training samples)``, or ``None`` when no
+        rank saw a test sample.
+        """
+        with self._forward:
+            bank, bank_y = self._train_bank(trainer, pl_module)
         local = self._collector.local()
         self._collector.clear()
         if not local:  # this rank saw no test batch
@@ -642,9 +664,8 @@ class PredictionDepth(pl.Callback):
             local.update({f"probe{p}": torch.zeros(0, x.shape[1]) for p, x in enumerate(bank)})
         if len(bank) != sum(name.startswith("probe") for name in local):
             raise RuntimeError("probe_features returned a different number of probes for training and test images")
-        knn_start = time.perf_counter()
-        knn = self._knn_predictions(trainer, bank, bank_y, [local[f"probe{p}"] for p in range(len(bank))], pl_module.device)
-        self._seconds_knn = time.perf_counter() - knn_start
+        with self._knn:
+            knn = self._knn_predictions(trainer, bank, bank_y, [local[f"probe{p}"] for p in range(len(bank))], pl_module.device)
         reference = local["label"] if self.reference == "label" else local["pred"]
         collector = PerSampleCollector()
         collector.add(
@@ -652,7 +673,7 @@ class PredictionDepth(pl.Callback):
         )
         arrays = collector.gather(trainer)  # collective
         if arrays is None or len(arrays["index"]) == 0:
-            return
+            return None
         pd = arrays["pd_score"].astype(np.float64)
         correct = arrays["pred"] == arrays["label"]
         write_per_sample(trainer, per_sample_path(trainer, "test"), {"index": arrays["index"], "pd_score": arrays["pd_score"]})
@@ -663,25 +684,7 @@ class PredictionDepth(pl.Callback):
         }
         log_scalars(pl_module, scalars)
         log_histogram(trainer, "test/pd_score_hist", pd, bins=len(bank))
-        self._seconds += time.perf_counter() - start
-        self._summary = {
-            "pd_mean": scalars["test/pd_mean"],
-            "pd_mean_correct": _finite_or_none(scalars["test/pd_mean_correct"]),
-            "pd_mean_wrong": _finite_or_none(scalars["test/pd_mean_wrong"]),
-            "pd_probes": len(bank),
-            "pd_train_samples": int(len(bank_y)),
-            "pd_train_augmentation": self.train_augmentation,
-            "pd_k": self.k,
-            "pd_reference": self.reference,
-            "pd_seconds": round(self._seconds, 3),
-            "pd_seconds_forward": round(self._seconds_forward, 3),
-            "pd_seconds_knn": round(self._seconds_knn, 3),
-        }
-        if trainer.is_global_zero:
-            rank_zero_info(
-                f"PredictionDepth: {len(arrays['index'])} test samples, {len(bank)} probes, "
-                f"{self._seconds:.1f} s (forward {self._seconds_forward:.1f} s, k-NN {self._seconds_knn:.1f} s)"
-            )
+        return len(arrays["index"]), scalars, len(bank), int(len(bank_y))
 
     def run_summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         """``pd_mean``, ``pd_mean_correct``, ``pd_mean_wrong`` (+ probes, k, reference, seconds)."""

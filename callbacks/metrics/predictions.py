@@ -14,7 +14,6 @@ sent anywhere when no ``WandbLogger`` is attached.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import lightning.pytorch as pl
@@ -22,18 +21,9 @@ import numpy as np
 from lightning.pytorch.utilities import rank_zero_warn
 
 from callbacks.metrics.confusion import confusion_matrix, confusion_png, per_class_accuracy
-from callbacks.metrics.per_sample import (
-    PerSampleCallback,
-    figure_path,
-    log_artifact_file,
-    log_image,
-    log_table,
-    per_sample_path,
-    read_npz,
-    require_outputs,
-    wandb_logger,
-    write_per_sample,
-)
+from callbacks.metrics.arrays import read_npz
+from callbacks.metrics.logs import log_artifact_file, log_image, log_table, wandb_logger
+from callbacks.metrics.per_sample import PerSampleCallback, figure_path, per_sample_path, require_outputs, write_per_sample
 from common.errors import check_range
 from common.io import atomic_write_bytes
 
@@ -80,17 +70,16 @@ class PerSamplePredictions(PerSampleCallback):
 
     # -- collection ---------------------------------------------------------------------------
     def _collect(self, outputs: Any, hook: str) -> None:
-        start = time.perf_counter()
-        needed = ("index", "label", "logits", "features") if self.save_features else ("index", "label", "logits")
-        out = require_outputs(outputs, needed, who="PerSamplePredictions", hook=hook)
-        self._num_classes = int(out["logits"].shape[1])
-        columns = {"index": out["index"], "label": out["label"], "pred": out["logits"].argmax(dim=1)}
-        if self.save_logits:
-            columns["logits"] = out["logits"].float()
-        if self.save_features:
-            columns["features"] = out["features"].float()
-        self._collector.add(**columns)
-        self._seconds += time.perf_counter() - start
+        with self._timer:
+            needed = ("index", "label", "logits", "features") if self.save_features else ("index", "label", "logits")
+            out = require_outputs(outputs, needed, who="PerSamplePredictions", hook=hook)
+            self._num_classes = int(out["logits"].shape[1])
+            columns = {"index": out["index"], "label": out["label"], "pred": out["logits"].argmax(dim=1)}
+            if self.save_logits:
+                columns["logits"] = out["logits"].float()
+            if self.save_features:
+                columns["features"] = out["features"].float()
+            self._collector.add(**columns)
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         arrays = self._finish(trainer, pl_module, stage="test", prefix="test")
@@ -108,32 +97,30 @@ class PerSamplePredictions(PerSampleCallback):
         path = per_sample_path(trainer, "test")
         if not trainer.is_global_zero or wandb_logger(trainer) is None or not path.exists():
             return
-        start = time.perf_counter()
-        if self.log_artifact:
-            log_artifact_file(trainer, path, name="per_sample_test", artifact_type="per_sample")
-        if self.log_table:
-            arrays = read_npz(path)
-            columns = [name for name, value in arrays.items() if value.ndim == 1]
-            n = min(len(arrays["index"]), self.table_max_rows)
-            if n < len(arrays["index"]):
-                rank_zero_warn(f"per-sample W&B table capped at table_max_rows={self.table_max_rows} of {len(arrays['index'])} rows")
-            rows = [[arrays[c][i].item() for c in columns] for i in range(n)]
-            log_table(trainer, "test/per_sample", columns, rows)
-        self._seconds += time.perf_counter() - start
-        self._summary["predictions_seconds"] = round(self._seconds, 3)
+        with self._timer:
+            if self.log_artifact:
+                log_artifact_file(trainer, path, name="per_sample_test", artifact_type="per_sample")
+            if self.log_table:
+                arrays = read_npz(path)
+                columns = [name for name, value in arrays.items() if value.ndim == 1]
+                n = min(len(arrays["index"]), self.table_max_rows)
+                if n < len(arrays["index"]):
+                    rank_zero_warn(f"per-sample W&B table capped at table_max_rows={self.table_max_rows} of {len(arrays['index'])} rows")
+                rows = [[arrays[c][i].item() for c in columns] for i in range(n)]
+                log_table(trainer, "test/per_sample", columns, rows)
+        self._summary["predictions_seconds"] = self._timer.rounded()
 
     # -- output -------------------------------------------------------------------------------
     def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, stage: str, prefix: str) -> dict[str, np.ndarray] | None:
-        start = time.perf_counter()
-        arrays = self._collector.gather(trainer)  # collective: every rank calls it
-        self._collector.clear()
-        if arrays is None:
-            return None
-        write_per_sample(trainer, per_sample_path(trainer, stage), arrays)
-        if self.confusion:
-            self._log_confusion(trainer, pl_module, arrays, stage=stage, prefix=prefix)
-        self._seconds += time.perf_counter() - start
-        self._summary["predictions_seconds"] = round(self._seconds, 3)
+        with self._timer:
+            arrays = self._collector.gather(trainer)  # collective: every rank calls it
+            self._collector.clear()
+            if arrays is None:
+                return None
+            write_per_sample(trainer, per_sample_path(trainer, stage), arrays)
+            if self.confusion:
+                self._log_confusion(trainer, pl_module, arrays, stage=stage, prefix=prefix)
+        self._summary["predictions_seconds"] = self._timer.rounded()
         return arrays
 
     def _log_confusion(

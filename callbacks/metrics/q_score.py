@@ -18,7 +18,6 @@ in ``<run_dir>/per_sample/<stage>.npz`` and logs mean ± std and histograms.
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
 import lightning.pytorch as pl
@@ -26,14 +25,8 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from callbacks.metrics.per_sample import (
-    PerSampleCallback,
-    log_histogram,
-    log_scalars,
-    per_sample_path,
-    require_outputs,
-    write_per_sample,
-)
+from callbacks.metrics.logs import log_histogram, log_scalars
+from callbacks.metrics.per_sample import PerSampleCallback, per_sample_path, require_outputs, write_per_sample
 from common.errors import check_range
 
 
@@ -92,40 +85,38 @@ class QScore(PerSampleCallback):
 
     # -- collection ---------------------------------------------------------------------------
     def _collect(self, outputs: Any, hook: str) -> None:
-        start = time.perf_counter()
-        out = require_outputs(outputs, ("index", "features"), who="QScore", hook=hook)
-        q, z, l1 = q_score(out["features"])
-        self._collector.add(index=out["index"], q_score=q, z_score=z, l1_norm=l1)
-        self._seconds += time.perf_counter() - start
+        with self._timer:
+            out = require_outputs(outputs, ("index", "features"), who="QScore", hook=hook)
+            q, z, l1 = q_score(out["features"])
+            self._collector.add(index=out["index"], q_score=q, z_score=z, l1_norm=l1)
 
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._finish(trainer, pl_module, stage="test", prefix="test")
 
     # -- output -------------------------------------------------------------------------------
     def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, stage: str, prefix: str) -> None:
-        start = time.perf_counter()
-        arrays = self._collector.gather(trainer)  # collective: every rank calls it
-        self._collector.clear()
-        if arrays is None:
-            return
-        write_per_sample(trainer, per_sample_path(trainer, stage), arrays)
-        scalars: dict[str, float] = {}
-        for name in self.ARRAYS:
-            values = arrays[name].astype(np.float64)
-            scalars[f"{prefix}/{name}_mean"] = float(values.mean())
-            scalars[f"{prefix}/{name}_std"] = float(values.std())
-        log_scalars(pl_module, scalars)
-        for name in self.ARRAYS:
-            log_histogram(trainer, f"{prefix}/{name}_hist", arrays[name], bins=self.histogram_bins)
-        if prefix == "test":
-            self._means = {k.split("/", 1)[1]: v for k, v in scalars.items()}
-        self._seconds += time.perf_counter() - start
+        with self._timer:
+            arrays = self._collector.gather(trainer)  # collective: every rank calls it
+            self._collector.clear()
+            if arrays is None:
+                return
+            write_per_sample(trainer, per_sample_path(trainer, stage), arrays)
+            scalars: dict[str, float] = {}
+            for name in self.ARRAYS:
+                values = arrays[name].astype(np.float64)
+                scalars[f"{prefix}/{name}_mean"] = float(values.mean())
+                scalars[f"{prefix}/{name}_std"] = float(values.std())
+            log_scalars(pl_module, scalars)
+            for name in self.ARRAYS:
+                log_histogram(trainer, f"{prefix}/{name}_hist", arrays[name], bins=self.histogram_bins)
+            if prefix == "test":
+                self._means = {k.split("/", 1)[1]: v for k, v in scalars.items()}
 
     def run_summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         """``q_score_mean``/``_std``, ``z_score_mean``/``_std``, ``l1_norm_mean``/``_std`` of the test set."""
         if not self._means:
             return {}
-        return {**self._means, "q_score_seconds": round(self._seconds, 3)}
+        return {**self._means, "q_score_seconds": self._timer.rounded()}
 
 
 __all__ = ["q_score", "QScore"]

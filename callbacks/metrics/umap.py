@@ -17,7 +17,6 @@ integer dataset indices of the PIEs.
 from __future__ import annotations
 
 import io
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -26,14 +25,11 @@ import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info
 
-from callbacks.metrics.per_sample import (
-    PerSampleCallback,
-    figure_path,
-    log_image,
-    require_outputs,
-)
+from callbacks.metrics.logs import log_image
+from callbacks.metrics.per_sample import PerSampleCallback, figure_path, require_outputs
 from common.errors import ConfigError, check_range
 from common.io import atomic_write_bytes
+from common.timing import Stopwatch
 
 
 def umap_embedding(features: np.ndarray, *, seed: int = 0, n_neighbors: int = 15, min_dist: float = 0.1) -> np.ndarray:
@@ -159,7 +155,14 @@ class UMAPPlot(PerSampleCallback):
             self._summary["umap_png"] = str(path)
 
     def _plot(self, trainer: pl.Trainer, *, stage: str, key: str) -> Path | None:
-        start = time.perf_counter()
+        """Gather, fit UMAP and draw (:meth:`_draw`); ``umap_seconds`` is the test picture's whole time."""
+        with Stopwatch() as watch:
+            path = self._draw(trainer, stage=stage, key=key)
+        if path is not None and stage == "test":
+            self._summary["umap_seconds"] = watch.rounded()
+        return path
+
+    def _draw(self, trainer: pl.Trainer, *, stage: str, key: str) -> Path | None:
         arrays = self._collector.gather(trainer)  # collective: every rank calls it
         self._collector.clear()
         if arrays is None or not trainer.is_global_zero:
@@ -171,10 +174,10 @@ class UMAPPlot(PerSampleCallback):
         if len(keep) < 3:
             return None
         index, labels, features = arrays["index"][keep], arrays["label"][keep], arrays["features"][keep]
-        fit_start = time.perf_counter()
-        rank_zero_info(f"UMAPPlot: fitting UMAP on {len(keep)} {stage} representations ({features.shape[1]}-d) ...")
-        coords = umap_embedding(features, seed=self.seed, n_neighbors=self.n_neighbors, min_dist=self.min_dist)
-        rank_zero_info(f"UMAPPlot: UMAP of {len(keep)} {stage} representations done in {time.perf_counter() - fit_start:.1f} s")
+        with Stopwatch() as fit:
+            rank_zero_info(f"UMAPPlot: fitting UMAP on {len(keep)} {stage} representations ({features.shape[1]}-d) ...")
+            coords = umap_embedding(features, seed=self.seed, n_neighbors=self.n_neighbors, min_dist=self.min_dist)
+        rank_zero_info(f"UMAPPlot: UMAP of {len(keep)} {stage} representations done in {fit.seconds:.1f} s")
         highlight = load_pie_mask(self.pie_file, index) if self.pie_file is not None else None
         names = getattr(trainer.datamodule, "class_names", None)
         png = umap_png(coords, labels, class_names=names, highlight=highlight, title=f"UMAP of {len(keep)} {stage} representations")
@@ -184,9 +187,6 @@ class UMAPPlot(PerSampleCallback):
         np.savez(buffer, index=index, label=labels, umap=coords)
         atomic_write_bytes(path.with_suffix(".npz"), buffer.getvalue())
         log_image(trainer, key, path, caption=stage)
-        seconds = time.perf_counter() - start
-        if stage == "test":
-            self._summary["umap_seconds"] = round(seconds, 3)
         return path
 
     def run_summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
