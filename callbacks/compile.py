@@ -10,7 +10,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 
 from common.errors import check_choice
-from common.protocols import Representation, require
+from common.protocols import HasEncoder, require
 
 MODES = ("default", "reduce-overhead", "max-autotune")
 
@@ -27,7 +27,7 @@ class CompileEncoder(pl.Callback):
         self.mode = mode
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        require(pl_module, Representation, needed_by="callbacks CompileEncoder", role="model")
+        require(pl_module, HasEncoder, needed_by="callbacks CompileEncoder", role="model")
         if stage == "fit":
             pl_module.encoder.compile(mode=self.mode)
 

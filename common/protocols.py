@@ -5,8 +5,11 @@ own are :class:`lightning_modules.base.RepresentationModule` and
 :class:`datamodules.base.ImageDataModule`. What "offer" means is written here instead of being
 duck-typed at each call site:
 
-* :class:`Representation` — ``encoder``, ``encode``/``classify``/``probe_features``/``prunable_parameters``: what
+* :class:`Representation` — ``encode``/``classify``/``probe_features``/``prunable_parameters``: what
   the metric and pruning callbacks call on a module (``lightning_modules/base.py`` documents each);
+  :class:`Probed` is its ``probe_features`` alone (prediction depth), :class:`HasEncoder` the one
+  ``encoder`` module (``torch.compile``), :class:`ProbesFromTestStep` a ``test_step`` that can
+  return the probes;
 * :class:`MomentumPairs` — a momentum (target) encoder kept in step with the online one (BYOL):
   ``target_pairs`` and ``momentum_update``, used by SyncCP;
 * :class:`PlannedModule` — a module that knows its phases and their optimiser steps
@@ -38,18 +41,36 @@ from common.errors import ConfigError
 
 
 @runtime_checkable
-class Representation(Protocol):
-    """A module with an encoder, a classifier and the tensors a pruning callback may prune."""
+class Probed(Protocol):
+    """A module that returns its pooled hidden representations (prediction depth's probes)."""
 
-    encoder: nn.Module
+    def probe_features(self, x: Tensor) -> list[Tensor]: ...
+
+
+@runtime_checkable
+class ProbesFromTestStep(Protocol):
+    """A module whose ``test_step`` also returns the probes when ``collect_probes`` is set (one
+    forward pass gives the predictions and prediction depth's probes)."""
+
+    collect_probes: bool
+
+
+@runtime_checkable
+class Representation(Probed, Protocol):
+    """A module with a representation, a classifier, probes and the tensors a pruning callback may prune."""
 
     def encode(self, x: Tensor) -> Tensor: ...
 
     def classify(self, x: Tensor) -> Tensor: ...
 
-    def probe_features(self, x: Tensor) -> list[Tensor]: ...
-
     def prunable_parameters(self, targets: str = "encoder") -> dict[str, nn.Parameter]: ...
+
+
+@runtime_checkable
+class HasEncoder(Protocol):
+    """A module whose encoder is one ``nn.Module`` (``torch.compile`` compiles it)."""
+
+    encoder: nn.Module
 
 
 @runtime_checkable
@@ -117,9 +138,14 @@ class ReportsCompletion(Protocol):
 
 
 def protocol_members(protocol: type) -> list[str]:
-    """The public methods and attributes ``protocol`` declares (in declaration order)."""
-    names = list(getattr(protocol, "__annotations__", {}))
-    names += [n for n, v in vars(protocol).items() if callable(v) and not n.startswith("_")]
+    """The public methods and attributes ``protocol`` declares, its own first, then those of the
+    protocols it extends (in declaration order)."""
+    names: list[str] = []
+    for klass in protocol.__mro__:
+        if klass is Protocol or klass is object or not getattr(klass, "_is_protocol", False):
+            continue
+        names += list(vars(klass).get("__annotations__", {}))
+        names += [n for n, v in vars(klass).items() if callable(v)]
     return [n for n in dict.fromkeys(names) if not n.startswith("_")]
 
 
@@ -148,11 +174,14 @@ def require(obj: Any, protocol: type, *, needed_by: str, role: str) -> None:
 
 
 __all__ = [
+    "HasEncoder",
     "MomentumPairs",
     "NamedClasses",
     "PlannedData",
     "PlannedModule",
     "ProbeData",
+    "Probed",
+    "ProbesFromTestStep",
     "ReportsCompletion",
     "Representation",
     "RunSummaryContributor",

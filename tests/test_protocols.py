@@ -17,6 +17,7 @@ import callbacks.pruning as pruning_callbacks
 from callbacks.compile import CompileEncoder
 from common.errors import ConfigError
 from common.protocols import (
+    HasEncoder,
     MomentumPairs,
     NamedClasses,
     PlannedData,
@@ -40,7 +41,7 @@ SMALL = {"backbone": "wrn", "depth": 10, "widen_factor": 1}
 @pytest.mark.parametrize("cls", [SupervisedClassifier, SupConModel, BYOLModel, SDCLRModel])
 def test_every_method_offers_the_module_protocols(cls: type) -> None:
     model = cls(**SMALL)
-    for protocol in (Representation, PlannedModule, RunSummaryContributor):
+    for protocol in (Representation, HasEncoder, PlannedModule, RunSummaryContributor):
         assert missing_members(model, protocol) == [], (cls.__name__, protocol.__name__)
     assert isinstance(model, MomentumPairs) == (cls is BYOLModel)  # only BYOL has a momentum encoder
 
@@ -72,11 +73,11 @@ def test_require_names_who_asks_and_what_is_missing() -> None:
             return x
 
     with pytest.raises(ConfigError) as err:
-        require(Half(), Representation, needed_by="callbacks PredictionDepth", role="model")
+        require(Half(), Representation, needed_by="callbacks MyMetric", role="model")
     assert str(err.value) == (
-        "callbacks PredictionDepth needs a model offering Representation "
-        "(encoder, encode, classify, probe_features, prunable_parameters); "
-        "Half lacks encoder, classify, probe_features, prunable_parameters"
+        "callbacks MyMetric needs a model offering Representation "
+        "(encode, classify, prunable_parameters, probe_features); "
+        "Half lacks classify, prunable_parameters, probe_features"
     )
     with pytest.raises(ConfigError, match="^callbacks X needs a data \\(ProbeData\\); none is attached to the trainer$"):
         require(None, ProbeData, needed_by="callbacks X", role="data")
@@ -86,5 +87,5 @@ def test_compile_encoder_refuses_a_module_without_an_encoder() -> None:
     class Plain(pl.LightningModule):
         pass
 
-    with pytest.raises(ConfigError, match="^callbacks CompileEncoder needs a model offering Representation"):
+    with pytest.raises(ConfigError, match="^callbacks CompileEncoder needs a model offering HasEncoder \\(encoder\\); Plain lacks encoder$"):
         CompileEncoder().setup(None, Plain(), "fit")  # type: ignore[arg-type]

@@ -51,6 +51,7 @@ from callbacks.metrics.collector import PerSampleCollector
 from callbacks.metrics.logs import log_histogram, log_scalars
 from callbacks.metrics.per_sample import per_sample_path, require_outputs, write_per_sample
 from common.errors import ConfigError, check_choice, check_range
+from common.protocols import ProbeData, Probed, ProbesFromTestStep
 from common.timing import Stopwatch
 
 REFERENCES = ("label", "prediction")
@@ -520,13 +521,13 @@ class PredictionDepth(pl.Callback):
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "test":
             return
-        if not callable(getattr(pl_module, "probe_features", None)):
+        if not isinstance(pl_module, Probed):
             raise ConfigError(
                 f"PredictionDepth needs the model to define probe_features(x) -> list[Tensor]; "
                 f"{type(pl_module).__name__} has none (remove the PredictionDepth callback or use a model that has it)"
             )
         datamodule = trainer.datamodule
-        if not callable(getattr(datamodule, "probe_train_dataloader", None)):
+        if not isinstance(datamodule, ProbeData):
             raise ConfigError(
                 f"PredictionDepth needs a datamodule with probe_train_dataloader(); got {type(datamodule).__name__}"
             )
@@ -692,8 +693,9 @@ class PredictionDepth(pl.Callback):
 
 
 def _set_collect_probes(pl_module: pl.LightningModule, value: bool) -> None:
-    """Ask a module that supports it (``collect_probes`` attribute) to return its test probes."""
-    if hasattr(pl_module, "collect_probes"):
+    """Ask a module that supports it (:class:`~common.protocols.ProbesFromTestStep`) to return its
+    test probes from ``test_step``'s own forward."""
+    if isinstance(pl_module, ProbesFromTestStep):
         pl_module.collect_probes = value
 
 

@@ -26,6 +26,7 @@ from callbacks.metrics.logs import log_artifact_file, log_image, log_table, wand
 from callbacks.metrics.per_sample import PerSampleCallback, figure_path, per_sample_path, require_outputs, write_per_sample
 from common.errors import check_range
 from common.io import atomic_write_bytes
+from common.protocols import NamedClasses
 
 
 class PerSamplePredictions(PerSampleCallback):
@@ -156,7 +157,7 @@ class PerSamplePredictions(PerSampleCallback):
 
 
 def _class_names(trainer: pl.Trainer, num_classes: int) -> list[str]:
-    names = getattr(trainer.datamodule, "class_names", None)
+    names = trainer.datamodule.class_names if isinstance(trainer.datamodule, NamedClasses) else None
     if names is not None and len(names) == num_classes:
         return [str(n) for n in names]
     return [str(c) for c in range(num_classes)]

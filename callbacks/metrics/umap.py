@@ -29,6 +29,7 @@ from callbacks.metrics.logs import log_image
 from callbacks.metrics.per_sample import PerSampleCallback, figure_path, require_outputs
 from common.errors import ConfigError, check_range
 from common.io import atomic_write_bytes
+from common.protocols import NamedClasses
 from common.timing import Stopwatch
 
 
@@ -179,7 +180,7 @@ class UMAPPlot(PerSampleCallback):
             coords = umap_embedding(features, seed=self.seed, n_neighbors=self.n_neighbors, min_dist=self.min_dist)
         rank_zero_info(f"UMAPPlot: UMAP of {len(keep)} {stage} representations done in {fit.seconds:.1f} s")
         highlight = load_pie_mask(self.pie_file, index) if self.pie_file is not None else None
-        names = getattr(trainer.datamodule, "class_names", None)
+        names = trainer.datamodule.class_names if isinstance(trainer.datamodule, NamedClasses) else None
         png = umap_png(coords, labels, class_names=names, highlight=highlight, title=f"UMAP of {len(keep)} {stage} representations")
         path = figure_path(trainer, f"umap_{stage}.png")
         atomic_write_bytes(path, png)
