@@ -41,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -56,6 +57,7 @@ from callbacks.run_summary import RUN_JSON, RunSummary, read_run_json
 from common.run_folder import CHECKPOINTS_DIR, CONFIG_YAML, CSV_DIR, LAST_CKPT_FILE, METRICS_CSV_FILE, MODEL_CLASS_METHODS, PER_SAMPLE_TEST, WANDB_DIR
 from datamodules.base import ImageDataModule
 from lightning_modules.base import RepresentationModule
+from common.config_compose import COMPOSE_KEY, drop_inserted, expand_config_args
 from common.errors import ConfigError, check_choice, check_range
 from common.protocols import PlannedModule
 from common.parser_errors import CLASS_SLOTS, condense_parser_error, known_classes
@@ -192,6 +194,32 @@ class ContrastivePruningCLI(LightningCLI):
         )
         parser.add_lightning_class_args(PruningCallback, "pruning", subclass_mode=True, required=False)
         parser.link_arguments("data.num_classes", "model.init_args.num_classes", apply_on="instantiate")
+        # a config file's `compose:` list (common/config_compose.py): accepted here, applied by
+        # parse_arguments, never dumped (print_config, config.yaml) and removed after parsing
+        parser.add_argument(f"--{COMPOSE_KEY}", type=Any, default=None, help=argparse.SUPPRESS)
+
+    def parse_arguments(self, parser: LightningArgumentParser, args: Any) -> None:
+        """Lightning's parsing, with each ``--config`` file's ``compose`` bases as ``--config`` before it.
+
+        The inserted files leave the parsed ``config`` list again and ``compose`` leaves the config:
+        the result is that of the same config written out in full (same W&B config, same hash).
+        """
+        if isinstance(args, (dict, Namespace)):
+            super().parse_arguments(parser, args)
+            return
+        expanded, inserted = expand_config_args(sys.argv[1:] if args is None else list(args))
+        if not inserted:
+            super().parse_arguments(parser, args)
+        elif args is None:  # what Lightning does with sys.argv, bases included (no "args and argv" warning)
+            self.config = parser.parse_args(expanded)
+        else:
+            super().parse_arguments(parser, expanded)
+        subcommand = self.config.get("subcommand")
+        for cfg in (self.config, self.config.get(str(subcommand)) if subcommand else None):
+            if isinstance(cfg, Namespace):
+                cfg.pop(COMPOSE_KEY, None)
+                if inserted and isinstance(cfg.get("config"), list):
+                    cfg["config"] = drop_inserted(cfg["config"], inserted)
 
     # -- before anything is instantiated: run options, run folder, resume -------------------------
     def before_instantiate_classes(self) -> None:
