@@ -51,7 +51,7 @@ from torch import Tensor, nn
 
 from common.errors import check_range
 from common.schedules import cosine_factor
-from lightning_modules.phased import PhasedRepresentationModule, check_head_arguments
+from lightning_modules.phased import PhasedRepresentationModule
 
 
 class MLPHead(nn.Sequential):
@@ -123,26 +123,26 @@ class BYOLModel(PhasedRepresentationModule):
         channels_last: bool = True,
     ) -> None:
         check_range("model.base_tau", base_tau, low=0.0, high=1.0)
-        check_head_arguments(
-            head_epochs=head_epochs, head_lr=head_lr, head_momentum=head_momentum, head_weight_decay=head_weight_decay,
-            head_batch_size=head_batch_size, head_augmentation=head_augmentation, head_milestones=head_milestones,
-            head_gamma=head_gamma, min_lr_factor=min_lr_factor, lr=lr, momentum=momentum, weight_decay=weight_decay,
-            probe_lr=probe_lr,
-        )  # fmt: skip
         for name, value in (("proj_hidden_dim", proj_hidden_dim), ("proj_dim", proj_dim), ("pred_hidden_dim", pred_hidden_dim)):
             check_range(f"model.{name}", value, low=1)
-        super().__init__(backbone, num_classes, in_channels, depth, widen_factor, channels_last)
-        self.save_hyperparameters()
-        self.projector = MLPHead(self.feature_dim, proj_hidden_dim, proj_dim)
-        self.predictor = MLPHead(proj_dim, pred_hidden_dim, proj_dim)
+        super().__init__(
+            backbone, num_classes, in_channels, depth, widen_factor, channels_last, lr=lr, momentum=momentum,
+            weight_decay=weight_decay, head_epochs=head_epochs, head_lr=head_lr, head_momentum=head_momentum,
+            head_weight_decay=head_weight_decay, head_batch_size=head_batch_size, head_augmentation=head_augmentation,
+            head_milestones=head_milestones, head_gamma=head_gamma, min_lr_factor=min_lr_factor, probe_lr=probe_lr,
+        )  # fmt: skip
+        #: optimiser step of the latest momentum update (for ordering checks; not checkpointed)
+        self.last_momentum_update_step: int | None = None
+        self.tau: float = base_tau
+
+    def build_heads(self) -> None:
+        hp = self.hparams
+        self.projector = MLPHead(self.feature_dim, hp.proj_hidden_dim, hp.proj_dim)
+        self.predictor = MLPHead(hp.proj_dim, hp.pred_hidden_dim, hp.proj_dim)
         self.target_encoder = copy.deepcopy(self.encoder)
         self.target_projector = copy.deepcopy(self.projector)
         for p in self.target_parameters():
             p.requires_grad_(False)
-        self.add_probe()
-        #: optimiser step of the latest momentum update (for ordering checks; not checkpointed)
-        self.last_momentum_update_step: int | None = None
-        self.tau: float = base_tau
 
     # -- target network ---------------------------------------------------------------------------
     def target_parameters(self) -> list[nn.Parameter]:

@@ -25,13 +25,17 @@ contrastive epochs (the authors' ``CosineAnnealingLR(T_max=epochs, eta_min=lr * 
 above (computed by running torch's own ``MultiStepLR`` and ``CosineAnnealingLR`` chained, so it is
 exactly the authors' sequence).
 
-Subclasses call ``self.add_probe()`` at the end of ``__init__`` and ``self.save_hyperparameters()`` with at least ``lr``, ``momentum``,
-``weight_decay``, ``head_epochs``, ``head_lr``, ``head_momentum``, ``head_weight_decay``, ``head_batch_size``,
-``head_augmentation``, ``head_milestones``, ``head_gamma``, ``min_lr_factor`` and ``probe_lr`` among their arguments.
+A subclass checks its own arguments, passes the shared ones (the optimiser's ``lr``, ``momentum``,
+``weight_decay``, the head phase's ``head_*``, ``min_lr_factor``, ``probe_lr``) to
+``super().__init__`` — which validates them once and saves the subclass's arguments as
+``hparams`` — and builds its heads in :meth:`PhasedRepresentationModule.build_heads`, which the base
+calls between the classifier and the online probe (so parameters are initialised in the order
+encoder, classifier, heads, probe: same seed, same weights).
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Sequence
 from typing import Any
 
@@ -76,7 +80,11 @@ def check_head_arguments(
     head_augmentation: str | None, head_milestones: Sequence[int], head_gamma: float, min_lr_factor: float,
     lr: float, momentum: float, weight_decay: float, probe_lr: float,
 ) -> None:
-    """Raise :class:`ConfigError` (one line) for a bad argument shared by every phased method."""
+    """Raise :class:`ConfigError` (one line) for a bad argument shared by every phased method.
+
+    Raises:
+        ConfigError: the first argument out of its range, named as on the command line (``model.lr``).
+    """
     check_range("model.lr", lr, low=0, low_inclusive=False)
     check_range("model.momentum", momentum, low=0, high=1, high_inclusive=False)
     check_range("model.weight_decay", weight_decay, low=0)
@@ -106,20 +114,49 @@ class PhasedRepresentationModule(RepresentationModule):
         depth: int,
         widen_factor: int,
         channels_last: bool,
+        *,
+        lr: float,
+        momentum: float,
+        weight_decay: float,
+        head_epochs: int,
+        head_lr: float,
+        head_momentum: float,
+        head_weight_decay: float,
+        head_batch_size: int | None,
+        head_augmentation: str | None,
+        head_milestones: Sequence[int],
+        head_gamma: float,
+        min_lr_factor: float,
+        probe_lr: float,
     ) -> None:
+        check_head_arguments(
+            head_epochs=head_epochs, head_lr=head_lr, head_momentum=head_momentum, head_weight_decay=head_weight_decay,
+            head_batch_size=head_batch_size, head_augmentation=head_augmentation, head_milestones=head_milestones,
+            head_gamma=head_gamma, min_lr_factor=min_lr_factor, lr=lr, momentum=momentum, weight_decay=weight_decay,
+            probe_lr=probe_lr,
+        )  # fmt: skip
         super().__init__(backbone, num_classes, in_channels, depth, widen_factor, channels_last)
+        # the subclass's own arguments (every one of its __init__ parameters) become self.hparams:
+        # collected from the frame that called this __init__, as if the subclass had called it
+        caller = inspect.currentframe()
+        assert caller is not None and caller.f_back is not None
+        self.save_hyperparameters(frame=caller.f_back)
+        del caller
+        self.build_heads()
+        self._add_probe()
 
-    def add_probe(self) -> None:
-        """Create the online probe and the head/probe accuracies.
-
-        Subclasses call it at the end of ``__init__``, after their own heads, so parameter
-        initialisation keeps the order encoder, classifier, heads, probe (same seeds, same weights).
-        """
+    def _add_probe(self) -> None:
+        """The online probe and the head/probe accuracies (after the heads: see the module doc)."""
         self.probe = nn.Linear(self.feature_dim, self.num_classes)
         self.probe_train_acc = MulticlassAccuracy(self.num_classes, average="micro")
         self.head_train_acc = MulticlassAccuracy(self.num_classes, average="micro")
 
     # -- what a method defines ------------------------------------------------------------------
+    def build_heads(self) -> None:
+        """Create the method's own modules (projection/prediction heads, momentum copies); the
+        subclass's arguments are in ``self.hparams``. Called once by ``__init__``."""
+        raise NotImplementedError
+
     def pretrain_step(self, batch: dict[str, Tensor], batch_idx: int) -> tuple[Tensor, Tensor]:
         """The method's loss on a multi-view batch, and the encoder features ``[B, D]`` of view 0
         (the probe trains on them, detached). Log ``train/loss`` here."""

@@ -50,7 +50,7 @@ from callbacks.pruning.dynamics import (
 from callbacks.pruning.masks import global_magnitude_masks, layer_sparsities, sparsity_of
 from common.errors import check_range
 from lightning_modules.losses import supcon_loss
-from lightning_modules.phased import PhasedRepresentationModule, check_head_arguments
+from lightning_modules.phased import PhasedRepresentationModule
 from lightning_modules.supcon import ProjectionHead
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
@@ -99,28 +99,27 @@ class SDCLRModel(PhasedRepresentationModule):
     ) -> None:
         check_range("model.prune_percent", prune_percent, low=0.0, high=1.0, high_inclusive=False)
         check_range("model.temperature", temperature, low=0, low_inclusive=False)
-        check_head_arguments(
-            head_epochs=head_epochs, head_lr=head_lr, head_momentum=head_momentum, head_weight_decay=head_weight_decay,
-            head_batch_size=head_batch_size, head_augmentation=head_augmentation, head_milestones=head_milestones,
-            head_gamma=head_gamma, min_lr_factor=min_lr_factor, lr=lr, momentum=momentum, weight_decay=weight_decay,
-            probe_lr=probe_lr,
-        )  # fmt: skip
         check_range("model.proj_hidden_dim", proj_hidden_dim, low=1)
         check_range("model.proj_dim", proj_dim, low=1)
-        super().__init__(backbone, num_classes, in_channels, depth, widen_factor, channels_last)
-        self.save_hyperparameters()
-        self.projector = ProjectionHead(self.feature_dim, proj_hidden_dim, proj_dim)
-        #: the pruned branch's own BatchNorm layers, keyed by encoder module path ("." -> "__")
-        self.pruned_bn = nn.ModuleDict(
-            {path.replace(".", "__"): copy.deepcopy(m) for path, m in self.encoder.named_modules() if isinstance(m, _BN)}
-        )
-        self.add_probe()
+        super().__init__(
+            backbone, num_classes, in_channels, depth, widen_factor, channels_last, lr=lr, momentum=momentum,
+            weight_decay=weight_decay, head_epochs=head_epochs, head_lr=head_lr, head_momentum=head_momentum,
+            head_weight_decay=head_weight_decay, head_batch_size=head_batch_size, head_augmentation=head_augmentation,
+            head_milestones=head_milestones, head_gamma=head_gamma, min_lr_factor=min_lr_factor, probe_lr=probe_lr,
+        )  # fmt: skip
         #: prunable parameter name -> BoolTensor (True = kept) of the pruned branch
         self.pruned_masks: dict[str, Tensor] = {}
         #: one record per mask recomputation: {"epoch", "step", "sparsity", "oscillation"}
         self.mask_events: list[dict[str, float]] = []
         self._mask_epoch: int | None = None
         self.cost = TrainingCostMeter()
+
+    def build_heads(self) -> None:
+        self.projector = ProjectionHead(self.feature_dim, self.hparams.proj_hidden_dim, self.hparams.proj_dim)
+        #: the pruned branch's own BatchNorm layers, keyed by encoder module path ("." -> "__")
+        self.pruned_bn = nn.ModuleDict(
+            {path.replace(".", "__"): copy.deepcopy(m) for path, m in self.encoder.named_modules() if isinstance(m, _BN)}
+        )
 
     # -- the pruned branch -----------------------------------------------------------------------
     def update_pruned_masks(self) -> None:

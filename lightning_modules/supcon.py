@@ -24,7 +24,7 @@ from torch import Tensor, nn
 
 from common.errors import check_choice, check_range
 from lightning_modules.losses import supcon_loss
-from lightning_modules.phased import PhasedRepresentationModule, check_head_arguments
+from lightning_modules.phased import PhasedRepresentationModule
 
 
 class ProjectionHead(nn.Sequential):
@@ -94,19 +94,18 @@ class SupConModel(PhasedRepresentationModule):
         if base_temperature is not None:
             check_range("model.base_temperature", base_temperature, low=0, low_inclusive=False)
         check_choice("model.contrast_mode", contrast_mode, ("all", "one"))
-        check_head_arguments(
-            head_epochs=head_epochs, head_lr=head_lr, head_momentum=head_momentum, head_weight_decay=head_weight_decay,
-            head_batch_size=head_batch_size, head_augmentation=head_augmentation, head_milestones=head_milestones,
-            head_gamma=head_gamma, min_lr_factor=min_lr_factor, lr=lr, momentum=momentum, weight_decay=weight_decay,
-            probe_lr=probe_lr,
-        )  # fmt: skip
         check_range("model.proj_hidden_dim", proj_hidden_dim, low=1)
         check_range("model.proj_dim", proj_dim, low=1)
-        super().__init__(backbone, num_classes, in_channels, depth, widen_factor, channels_last)
-        self.save_hyperparameters()
+        super().__init__(
+            backbone, num_classes, in_channels, depth, widen_factor, channels_last, lr=lr, momentum=momentum,
+            weight_decay=weight_decay, head_epochs=head_epochs, head_lr=head_lr, head_momentum=head_momentum,
+            head_weight_decay=head_weight_decay, head_batch_size=head_batch_size, head_augmentation=head_augmentation,
+            head_milestones=head_milestones, head_gamma=head_gamma, min_lr_factor=min_lr_factor, probe_lr=probe_lr,
+        )  # fmt: skip
         self.method = "supcon" if supervised else "simclr"
-        self.projector = ProjectionHead(self.feature_dim, proj_hidden_dim, proj_dim)
-        self.add_probe()
+
+    def build_heads(self) -> None:
+        self.projector = ProjectionHead(self.feature_dim, self.hparams.proj_hidden_dim, self.hparams.proj_dim)
 
     # -- the method ------------------------------------------------------------------------------
     def pretrain_parameters(self) -> list[nn.Parameter]:
