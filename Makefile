@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: install install-dev quickstart test test-all benchmarks clean
+.PHONY: install install-dev quickstart lint test test-all benchmarks clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,13 @@ quickstart: $(VENV)/.installed
 	@echo "next, on CIFAR-10 (downloaded to data/ on first use; see README 'Training'):"
 	@echo "  $(BIN)/python cli.py fit --config configs/experiments/sup_gmp.yaml --pruning.init_args.final_sparsity 0.9"
 
-## The test suite (maths, CLI integration, 2-process CPU DDP); `make test-all` adds the slow tier.
-test: $(VENV)/.installed-dev
+## ruff over the tree and mypy over the pure modules (both configured in pyproject.toml).
+lint: $(VENV)/.installed-dev
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+
+## Lint, then the test suite (maths, CLI integration, 2-process CPU DDP); `make test-all` adds the slow tier.
+test: lint
 	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
 
 test-all: $(VENV)/.installed-dev

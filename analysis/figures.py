@@ -383,9 +383,9 @@ def umap_grid_png(cells: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, str
                 ax.set_ylabel(row, fontsize=9)
     handles, labels = [], []
     for ax in axes.ravel():
-        h, l = ax.get_legend_handles_labels()
+        h, names = ax.get_legend_handles_labels()
         if h:
-            handles, labels = h, l
+            handles, labels = h, names
             break
     if handles:
         fig.legend(handles, labels, loc="lower center", ncol=min(10, len(labels)), fontsize=7, markerscale=4, frameon=False)

@@ -309,7 +309,7 @@ def f4(dataset: str, study: Study, pies: dict[Setting, SettingPies], stats: Stud
             continue
         (sd, sp), (cd, cp) = series[SUP], series[SCL]
         boot = sample_bootstrap_statistic(
-            lambda rows: spearman(sd[rows], sp[rows]) - spearman(cd[rows], cp[rows]), len(sd),
+            lambda rows, sd=sd, sp=sp, cd=cd, cp=cp: spearman(sd[rows], sp[rows]) - spearman(cd[rows], cp[rows]), len(sd),
             n_boot=stats.n_boot, seed=seed_for(stats.seed, dataset, p, str(s), "f4"),
         )  # fmt: skip
         rho_sup, rho_scl = spearman(sd, sp), spearman(cd, cp)

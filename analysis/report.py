@@ -109,9 +109,9 @@ def render_report(
         f"Made by `{command}` on {time.strftime('%Y-%m-%d %H:%M:%S')}: {len(study.runs)} runs in {n_pop} populations "
         f"(datasets: {', '.join(study.datasets)}).",
         "",
-        f"- **Populations** group runs by (dataset, method, pruning schedule, target sparsity) from `run.json`; "
-        f"a run without pruning (or with target 0) is dense. Every cell says how many models it aggregates (n). "
-        f"Only runs whose `run.json` status is `complete` are read"
+        "- **Populations** group runs by (dataset, method, pruning schedule, target sparsity) from `run.json`; "
+        "a run without pruning (or with target 0) is dense. Every cell says how many models it aggregates (n). "
+        "Only runs whose `run.json` status is `complete` are read"
         + (" (here some were included anyway, see the banner)." if study.included_anyway else "."),
         f"- **PIE** (Hooker et al. 2019): a test image whose modal prediction over the pruned models differs from "
         f"the modal prediction over the dense models of the same method; the true label is not used. Tie rule "
@@ -123,8 +123,8 @@ def render_report(
         f"(dataset {reference.DATASET}, same method, schedule and sparsity); the paper used "
         f"{reference.MODELS_PER_CELL} models per cell. PIE counts depend on the population size: the mode of a few "
         f"models is noisier (and tied more often), so small populations count more PIEs than 30 models would.",
-        f"- Accuracy comes from `per_sample/test.npz` (pred == label over every test image), so it is exact "
-        f"even when the run was tested on several devices.",
+        "- Accuracy comes from `per_sample/test.npz` (pred == label over every test image), so it is exact "
+        "even when the run was tested on several devices.",
         "",
     ]
     if findings:

@@ -31,7 +31,7 @@ in size, the larger is subsampled (without replacement) to the size of the small
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -209,7 +209,7 @@ def selection_weights(selections: np.ndarray, n_models: int) -> np.ndarray:
     return weights
 
 
-def _votes_chunks(preds: np.ndarray, selections: np.ndarray, num_classes: int):
+def _votes_chunks(preds: np.ndarray, selections: np.ndarray, num_classes: int) -> Iterator[tuple[int, int, np.ndarray]]:
     """Yield ``(start, stop, votes [stop - start, N, C])`` over chunks of the selections' rows."""
     weights = selection_weights(selections, preds.shape[0])
     votes = one_hot_votes(preds, num_classes)

@@ -121,7 +121,7 @@ def plain_step_times(method: str, batch: dict, steps: int, warmup: int, args: ar
     autocast = torch.autocast(args.device, dtype=torch.bfloat16, enabled=args.bf16)
     labels = batch["label"]
     stamps: list[float] = []
-    for step in range(warmup + steps + 1):
+    for _ in range(warmup + steps + 1):
         optimizer.zero_grad(set_to_none=True)
         with autocast:
             if method == "sup":
@@ -158,8 +158,8 @@ class FirstBatches:
 def make_datamodule(method: str, batch_size: int, path: str, args: argparse.Namespace) -> pl.LightningDataModule:
     import yaml
 
-    from datamodules import FashionMNISTMiniDataModule  # noqa: F401 - the default fragment's class
     import datamodules
+    from datamodules import FashionMNISTMiniDataModule  # noqa: F401 - the default fragment's class
 
     spec = yaml.safe_load(Path(args.data).read_text())
     cls = getattr(datamodules, spec["class_path"].rsplit(".", 1)[-1])

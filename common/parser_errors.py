@@ -88,14 +88,14 @@ def condense_parser_error(message: str) -> str:
     first = lines[0] if lines else ""
 
     if first.startswith("unrecognized arguments:"):
-        given = [a for a in first.removeprefix("unrecognized arguments:").split() if a not in ("fit", "validate", "test", "predict")]
-        flags = [a for a in given if a.startswith("-")] or given
+        unknown = [a for a in first.removeprefix("unrecognized arguments:").split() if a not in ("fit", "validate", "test", "predict")]
+        flags = [a for a in unknown if a.startswith("-")] or unknown
         return f"unknown option {' '.join(flags)}; {HELP}"
 
     if first.startswith("Problems parsing config"):
-        where = re.findall(r"line (\d+), column (\d+)", text)
+        positions = re.findall(r"line (\d+), column (\d+)", text)
         what = [line.strip() for line in lines[1:] if line.strip() and not line.strip().startswith("in \"")]
-        at = f" (line {where[-1][0]}, column {where[-1][1]})" if where else ""
+        at = f" (line {positions[-1][0]}, column {positions[-1][1]})" if positions else ""
         return f"a --config file is not valid YAML: {what[0] if what else first}{at}"
 
     key_match = re.match(r'Parser key "([^"]+)":\s*(.*)', first)

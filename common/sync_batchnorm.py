@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
@@ -55,13 +54,14 @@ class GlobalBatchNorm(_BatchNorm):
         y = y.to(input.dtype)
         if self.affine:
             y = y * self.weight.view(shape) + self.bias.view(shape)
-        if self.track_running_stats:
+        tracked, running_mean, running_var = self.num_batches_tracked, self.running_mean, self.running_var
+        if self.track_running_stats and tracked is not None and running_mean is not None and running_var is not None:
             with torch.no_grad():
-                self.num_batches_tracked.add_(1)
-                factor = self.momentum if self.momentum is not None else 1.0 / float(self.num_batches_tracked)
+                tracked.add_(1)
+                factor = self.momentum if self.momentum is not None else 1.0 / float(tracked)
                 unbiased = var.detach() * count / max(float(count) - 1.0, 1.0)
-                self.running_mean.mul_(1 - factor).add_(mean.detach().to(self.running_mean.dtype), alpha=factor)
-                self.running_var.mul_(1 - factor).add_(unbiased.to(self.running_var.dtype), alpha=factor)
+                running_mean.mul_(1 - factor).add_(mean.detach().to(running_mean.dtype), alpha=factor)
+                running_var.mul_(1 - factor).add_(unbiased.to(running_var.dtype), alpha=factor)
         return y
 
 
@@ -80,7 +80,7 @@ def _swap(bn: _BatchNorm, cls: type[_BatchNorm]) -> _BatchNorm:
     if bn.track_running_stats:
         new.running_mean, new.running_var, new.num_batches_tracked = bn.running_mean, bn.running_var, bn.num_batches_tracked
     new.train(bn.training)
-    new._original_class = type(bn)  # type: ignore[attr-defined]
+    object.__setattr__(new, "_original_class", type(bn))  # a plain attribute, not a submodule
     return new
 
 

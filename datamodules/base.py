@@ -45,9 +45,9 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from common.data_spec import AUGMENTATIONS, TrainDataSpec
-from datamodules.transforms import MultiView, build_transform
 from common.errors import ConfigError, check_choice, check_range
 from common.protocols import PlannedModule
+from datamodules.transforms import MultiView, build_transform
 
 _MIX = (1 << 61) - 1  # a Mersenne prime: (seed, epoch, index) -> one 61-bit seed
 

@@ -9,9 +9,9 @@ import torch
 from torch import Tensor
 from torchvision import datasets
 
+from common.errors import ConfigError
 from datamodules.base import ImageDataModule, uint8_hwc_to_chw
 from datamodules.fashion_mnist import first_line
-from common.errors import ConfigError
 
 
 class CIFAR10DataModule(ImageDataModule):

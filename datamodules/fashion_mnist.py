@@ -28,8 +28,8 @@ from torch import Tensor
 from torchvision import datasets
 from torchvision.datasets import utils as tv_utils
 
-from datamodules.base import ImageDataModule
 from common.errors import ConfigError
+from datamodules.base import ImageDataModule
 
 DEBIAN_DIR = "/usr/share/datasets/fashion-mnist"
 FILES = {

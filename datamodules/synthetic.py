@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from datamodules.base import ImageDataModule
 from common.errors import check_range
+from datamodules.base import ImageDataModule
 
 
 def make_synthetic_images(

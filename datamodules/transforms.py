@@ -19,7 +19,6 @@ from common.data_spec import AUGMENTATIONS
 from common.errors import check_choice
 
 
-
 def _finish(mean: Sequence[float], std: Sequence[float]) -> list[v2.Transform]:
     return [v2.ToDtype(torch.float32, scale=True), v2.Normalize(mean=list(mean), std=list(std))]
 

@@ -179,7 +179,7 @@ def _init_weights(model: nn.Module) -> None:
 BACKBONES = ("wrn16_2", "wrn", "resnet18")
 
 
-def build_backbone(name: str, *, in_channels: int = 3, depth: int = 16, widen_factor: int = 2) -> nn.Module:
+def build_backbone(name: str, *, in_channels: int = 3, depth: int = 16, widen_factor: int = 2) -> WideResNet | ResNet18:
     """Build an encoder by name: ``wrn16_2`` (the paper's), ``wrn`` (``depth``/``widen_factor``), ``resnet18``."""
     check_choice("backbone", name, BACKBONES)
     if name == "wrn16_2":

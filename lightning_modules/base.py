@@ -27,7 +27,6 @@ accuracy would count twice — so under DDP they equal the per-sample file exact
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -37,9 +36,9 @@ from torch import Tensor, nn
 
 from common.data_spec import TrainDataSpec
 from common.distributed import gather_unique_rows
-from lightning_modules.backbones import build_backbone
 from common.errors import ConfigError, check_choice, check_range
 from common.protocols import PlannedData
+from lightning_modules.backbones import build_backbone
 from lightning_modules.plan import TrainingPlan, limited_batches, optimizer_steps
 
 #: what ``prunable_parameters(targets)`` can return:

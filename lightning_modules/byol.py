@@ -40,9 +40,8 @@ classifier for the last ``head_epochs``, reported ``test/acc``) and an online pr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import torch

@@ -46,10 +46,10 @@ from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
 
 from common.data_spec import AUGMENTATIONS, TrainDataSpec
-from lightning_modules.base import RepresentationModule
 from common.errors import ConfigError, check_choice, check_range
 from common.protocols import PlannedData
 from common.schedules import cosine_factor
+from lightning_modules.base import RepresentationModule
 
 
 def cosine_annealing_factors(epochs: int, min_factor: float) -> list[float]:

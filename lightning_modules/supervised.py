@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
 
-from lightning_modules.base import RepresentationModule
 from common.errors import check_range
+from lightning_modules.base import RepresentationModule
 
 
 class SupervisedClassifier(RepresentationModule):

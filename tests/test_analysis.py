@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from conftest import TINY_SUP, TINY_SUPCON
 from scipy import stats
+from wandb_offline import find_offline_run, history_keys, read_offline_run
 
 from analysis.cli import main as analyze
 from analysis.pies import modal_labels, modal_sets, overlap, pie_flags
-from wandb_offline import find_offline_run, history_keys, read_offline_run
 
 SEEDS = (0, 1, 2)  # pruned populations
 DENSE_SEEDS = (0, 1, 2, 3)  # dense populations: 4 models, so each has a PIE noise floor (two halves of 2)
@@ -70,8 +70,9 @@ TABLES = ("populations", "table1", "pies_uncertainty", "oneshot_pairs", "table4_
 
 def build_population(root: Path) -> Path:
     """Train the population under ``<root>/runs/<experiment>/s<seed>`` in this process; returns ``root``."""
-    import cli
     import torch
+
+    import cli
 
     threads = torch.get_num_threads()
     # one intra-op thread: these models are tiny, and on a shared 2-core machine two threads per

@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lightning_modules.backbones import ResNet18, WideResNet, build_backbone, count_parameters
 from common.errors import ConfigError
+from lightning_modules.backbones import ResNet18, WideResNet, build_backbone, count_parameters
 
 
 def test_wrn16_2_has_the_papers_parameter_count() -> None:

@@ -13,9 +13,9 @@ import json
 from pathlib import Path
 
 import pytest
+from conftest import REPO, TINY_SUP, TINY_SUPCON, run_cli, with_experiment
 
 import cli
-from conftest import REPO, TINY_SUP, TINY_SUPCON, run_cli, with_experiment
 
 EXP = REPO / "configs" / "experiments"
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
-
-import cli
 from conftest import REPO, TINY_SUP, TINY_SUPCON, only_run_dir, read_run_json, run_cli, write_fake_cifar10
 from wandb_offline import find_offline_run, history_keys, read_offline_run
+
+import cli
 
 
 @pytest.fixture(scope="module")

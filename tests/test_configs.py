@@ -17,11 +17,11 @@ from typing import Any
 
 import pytest
 import yaml
+from conftest import REPO
 
 import cli
 from common.config_compose import expand_config_args
 from common.errors import ConfigError
-from conftest import REPO
 
 SYNTHETIC = REPO / "configs" / "data" / "synthetic.yaml"
 

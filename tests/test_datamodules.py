@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 import torchvision.datasets.cifar as tv_cifar
-
 from conftest import write_fake_cifar10
-from datamodules import CIFAR10DataModule, FashionMNISTDataModule, SyntheticDataModule
+
 from common.errors import ConfigError
+from datamodules import CIFAR10DataModule, FashionMNISTDataModule, SyntheticDataModule
 
 CIFAR_MEAN = np.array([0.4915, 0.4823, 0.4468])
 CIFAR_STD = np.array([0.2047, 0.2435, 0.2616])

@@ -17,11 +17,11 @@ import torch
 import torchvision.datasets.cifar as tv_cifar
 import torchvision.datasets.utils as tv_utils
 import yaml
-
 from conftest import REPO, run_cli
+
+from common.errors import ConfigError
 from datamodules import CIFAR10DataModule, FashionMNISTDataModule, FashionMNISTMiniDataModule
 from datamodules.fashion_mnist import CLASS_NAMES, DEBIAN_DIR, FILES, MINI_PATH, MINI_SHA256, read_idx
-from common.errors import ConfigError
 
 DEBIAN = Path(DEBIAN_DIR)
 HAVE_DEBIAN = all((DEBIAN / f"{stem}.gz").is_file() for stems in FILES.values() for stem in stems)

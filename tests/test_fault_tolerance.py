@@ -20,10 +20,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from callbacks.resume import AtomicCheckpointIO, truncate_csv
 from conftest import REPO, TINY_SUP, cli_env, read_run_json, run_cli
 from wandb_offline import read_offline_run
+
+from callbacks.resume import AtomicCheckpointIO, truncate_csv
 
 GMP_TINY = [
     "fit", "--config", str(REPO / "configs/experiments/sup_gmp.yaml"),

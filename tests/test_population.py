@@ -11,9 +11,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO, cli_env
 
 from callbacks.run_summary import read_run_json
-from conftest import REPO, cli_env
 from population.plan import PlanError, expand, load_plan
 
 TINY = [

@@ -14,11 +14,11 @@ from typing import Any
 import lightning.pytorch as pl
 import pytest
 import torch
+from conftest import REPO, TINY_SUP, TINY_SUPCON, read_run_json, run_cli, with_experiment
 from torch import nn
 
 from callbacks.pruning import OneShotPruning
 from callbacks.pruning.masks import compute_masks
-from conftest import REPO, TINY_SUP, TINY_SUPCON, read_run_json, run_cli, with_experiment
 from datamodules import SyntheticDataModule
 from lightning_modules import SupConModel
 from lightning_modules.phased import chained_head_factors

@@ -19,12 +19,12 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from conftest import REPO, TINY_SUP, TINY_SUPCON, read_run_json, run_cli, with_experiment
 from lightning.pytorch import Callback, LightningModule, Trainer
+from wandb_offline import find_offline_run, history_keys, read_offline_run
 
 import cli
 from callbacks.pruning import GradualMagnitudePruning, cubic_sparsity
-from conftest import REPO, TINY_SUP, TINY_SUPCON, read_run_json, run_cli, with_experiment
-from wandb_offline import find_offline_run, history_keys, read_offline_run
 
 EXPERIMENTS = REPO / "configs" / "experiments"
 STEPS_PER_EPOCH = 4  # 256 synthetic training images / batch 64

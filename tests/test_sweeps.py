@@ -17,9 +17,9 @@ from pathlib import Path
 
 import pytest
 import yaml
+from conftest import REPO
 
 import cli
-from conftest import REPO
 from population.plan import expand, load_plan
 
 SWEEPS = {  # file: (configs, sparsities or None, runs in the grid)

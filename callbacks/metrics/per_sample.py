@@ -42,7 +42,7 @@ import lightning.pytorch as pl
 import numpy as np
 from torch import Tensor
 
-from callbacks.metrics.arrays import INDEX, dedup_sort, merge_arrays, merge_into_npz, read_npz
+from callbacks.metrics.arrays import dedup_sort, merge_arrays, merge_into_npz, read_npz
 from callbacks.metrics.collector import PerSampleCollector
 from callbacks.metrics.logs import log_artifact_file, log_histogram, log_image, log_scalars, log_table, log_wandb, wandb_logger
 from callbacks.run_summary import run_dir

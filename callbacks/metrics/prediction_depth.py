@@ -51,7 +51,7 @@ from callbacks.metrics.collector import PerSampleCollector
 from callbacks.metrics.logs import log_histogram, log_scalars
 from callbacks.metrics.per_sample import per_sample_path, require_outputs, write_per_sample
 from common.errors import ConfigError, check_choice, check_range
-from common.protocols import ProbeData, Probed, ProbesFromTestStep
+from common.protocols import Probed, ProbeData, ProbesFromTestStep
 from common.timing import Stopwatch
 
 REFERENCES = ("label", "prediction")

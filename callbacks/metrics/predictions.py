@@ -20,8 +20,8 @@ import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_warn
 
-from callbacks.metrics.confusion import confusion_matrix, confusion_png, per_class_accuracy
 from callbacks.metrics.arrays import read_npz
+from callbacks.metrics.confusion import confusion_matrix, confusion_png, per_class_accuracy
 from callbacks.metrics.logs import log_artifact_file, log_image, log_table, wandb_logger
 from callbacks.metrics.per_sample import PerSampleCallback, figure_path, per_sample_path, require_outputs, write_per_sample
 from common.errors import check_range

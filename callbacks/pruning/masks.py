@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -287,7 +288,7 @@ def nm_masks(
         )
     scores = _scores(tensors, current_masks, allow_regrowth)
     keep: Masks = {}
-    for name, w in tensors.items():
+    for name in tensors:
         s = scores[name].movedim(1, -1)  # [out, *kernel, in]: groups are consecutive in memory
         grouped = s.reshape(-1, m)
         order = torch.argsort(grouped, dim=1, descending=True, stable=True)
@@ -402,7 +403,7 @@ def compute_masks(
         sparsity=sparsity, scope=scope, granularity=granularity, n=n, m=m, norm=norm,
         min_layer_density=min_layer_density,
     )
-    kwargs = {"current_masks": current_masks, "allow_regrowth": allow_regrowth}
+    kwargs: dict[str, Any] = {"current_masks": current_masks, "allow_regrowth": allow_regrowth}
     if granularity == "channel":
         return channel_masks(tensors, sparsity, norm, **kwargs)
     candidates = None
