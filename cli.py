@@ -336,10 +336,11 @@ class ContrastivePruningCLI(LightningCLI):
             return
         pruning = self._get(self.config_init, "pruning")
         max_epochs = cfg.trainer.get("max_epochs")
+        if isinstance(pruning, PruningCallback):
+            pruning.check_max_epochs(max_epochs)  # e.g. One-Shot finetune_epochs vs max_epochs
+            pruning.configure_model(self.model)  # e.g. One-Shot: the fine-tune phase, the parent's weights
         if isinstance(pruning, OneShotPruning):
-            pruning.check_fit_config(max_epochs, self.model)  # e.g. One-Shot finetune_epochs vs max_epochs
-        elif isinstance(pruning, PruningCallback):
-            pruning.configure_model(self.model)
+            pruning.check_fit_config(max_epochs, self.model)  # One-Shot: the module's own fit check
         if isinstance(self.model, PlannedModule):
             self.model.check_fit_config(max_epochs, self.datamodule)
         if isinstance(pruning, PruningCallback):

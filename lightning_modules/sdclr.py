@@ -40,20 +40,17 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
 
-from callbacks.pruning.dynamics import (
-    TRAIN_FORWARD_MULTIPLIER,
-    TrainingCostMeter,
-    mask_change,
-    mask_densities,
-    mean_oscillation,
-)
+from callbacks.pruning.dynamics import TRAIN_FORWARD_MULTIPLIER, TrainingCostMeter, mask_densities
 from callbacks.pruning.masks import global_magnitude_masks, layer_sparsities, sparsity_of
+from callbacks.pruning.tracker import MaskTracker
 from common.errors import check_range
 from lightning_modules.losses import supcon_loss
 from lightning_modules.phased import PhasedRepresentationModule
 from lightning_modules.supcon import ProjectionHead
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
+#: checkpoint keys of the pruned branch's state under ``checkpoint["sdclr"]`` (MaskTracker field -> key)
+SDCLR_STATE_KEYS = {"masks": "masks", "last_event": "mask_epoch", "events": "mask_events", "flops": "flops"}
 
 
 class SDCLRModel(PhasedRepresentationModule):
@@ -107,12 +104,25 @@ class SDCLRModel(PhasedRepresentationModule):
             head_weight_decay=head_weight_decay, head_batch_size=head_batch_size, head_augmentation=head_augmentation,
             head_milestones=head_milestones, head_gamma=head_gamma, min_lr_factor=min_lr_factor, probe_lr=probe_lr,
         )  # fmt: skip
-        #: prunable parameter name -> BoolTensor (True = kept) of the pruned branch
-        self.pruned_masks: dict[str, Tensor] = {}
-        #: one record per mask recomputation: {"epoch", "step", "sparsity", "oscillation"}
-        self.mask_events: list[dict[str, float]] = []
-        self._mask_epoch: int | None = None
-        self.cost = TrainingCostMeter()
+        #: the pruned branch's masks, their recomputations and the training cost; ``last_event`` is
+        #: the epoch of the current masks. The masks are never applied in place (the branch computes
+        #: with ``w * mask``), so the tracker binds no parameters.
+        self.tracker = MaskTracker()
+
+    @property
+    def pruned_masks(self) -> dict[str, Tensor]:
+        """Prunable parameter name -> BoolTensor (True = kept) of the pruned branch."""
+        return self.tracker.masks
+
+    @property
+    def mask_events(self) -> list[dict[str, Any]]:
+        """One record per mask recomputation: ``{"epoch", "step", "sparsity", "oscillation"}``."""
+        return self.tracker.events
+
+    @property
+    def cost(self) -> TrainingCostMeter:
+        """The theoretical training FLOPs (dense view 1, pruned view 2)."""
+        return self.tracker.cost
 
     def build_heads(self) -> None:
         self.projector = ProjectionHead(self.feature_dim, self.hparams.proj_hidden_dim, self.hparams.proj_dim)
@@ -126,13 +136,10 @@ class SDCLRModel(PhasedRepresentationModule):
         """Global magnitude masks of the current weights at ``prune_percent`` (recomputed from scratch)."""
         weights = {name: p.detach() for name, p in self.prunable_parameters().items()}
         previous = self.pruned_masks
-        self.pruned_masks = global_magnitude_masks(weights, self.hparams.prune_percent)
-        change = mask_change(previous or None, self.pruned_masks)
+        self.tracker.masks = global_magnitude_masks(weights, self.hparams.prune_percent)
         sparsity = sparsity_of(self.pruned_masks)
         step = int(self.trainer.global_step) if self._trainer is not None else 0
-        self.mask_events.append(
-            {"epoch": int(self.current_epoch), "step": step, "sparsity": sparsity, "oscillation": change.flipped}
-        )
+        change = self.tracker.record(previous, epoch=int(self.current_epoch), step=step, sparsity=sparsity)
         if self._trainer is None:
             return
         metrics = {
@@ -188,9 +195,9 @@ class SDCLRModel(PhasedRepresentationModule):
 
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
-        if self.phase == "contrastive" and self._mask_epoch != self.current_epoch:
+        if self.phase == "contrastive" and self.tracker.last_event != self.current_epoch:
             self.update_pruned_masks()
-            self._mask_epoch = int(self.current_epoch)
+            self.tracker.last_event = int(self.current_epoch)
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         super().on_train_batch_start(batch, batch_idx)
@@ -223,23 +230,13 @@ class SDCLRModel(PhasedRepresentationModule):
 
     # -- checkpoint and summary ------------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["sdclr"] = {
-            "masks": {name: m.detach().cpu().clone() for name, m in self.pruned_masks.items()},
-            "mask_epoch": self._mask_epoch,
-            "mask_events": [dict(e) for e in self.mask_events],
-            "flops": self.cost.state_dict(),
-        }
+        checkpoint["sdclr"] = self.tracker.state_dict(SDCLR_STATE_KEYS)
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        state = checkpoint.get("sdclr", {})
-        self.pruned_masks = {name: m.to(torch.bool) for name, m in state.get("masks", {}).items()}
-        self._mask_epoch = state.get("mask_epoch")
-        self.mask_events = [dict(e) for e in state.get("mask_events", [])]
-        self.cost.load_state_dict(state.get("flops", {}))
+        self.tracker.load_state_dict(checkpoint.get("sdclr", {}), SDCLR_STATE_KEYS)
 
     def run_summary(self, trainer: pl.Trainer | None, pl_module: pl.LightningModule | None) -> dict[str, Any]:
         out = super().run_summary(trainer, pl_module)
-        oscillations = [e["oscillation"] for e in self.mask_events]
         weights = {name: p.detach() for name, p in self.prunable_parameters().items()}
         out.update(
             {
@@ -248,11 +245,7 @@ class SDCLRModel(PhasedRepresentationModule):
                 "achieved_sparsity": sparsity_of(weights),
                 "pruned_branch_target_sparsity": self.hparams.prune_percent,
                 "pruned_branch_sparsity": self.pruned_branch_sparsity(),
-                "final_oscillation": oscillations[-1] if oscillations else 0.0,
-                "mean_oscillation": mean_oscillation(oscillations),
-                "flops_saving": self.cost.total.saving,
-                "train_flops_dense": self.cost.total.dense,
-                "train_flops_sparse": self.cost.total.sparse,
+                **self.tracker.dynamics_summary(),  # final/mean oscillation, flops_saving, FLOPs totals
             }
         )
         return out

@@ -31,6 +31,7 @@ PURE_MODULES = [
     "callbacks.pruning.schedules",
     "callbacks.pruning.masks",
     "callbacks.pruning.dynamics",
+    "callbacks.pruning.tracker",
     "lightning_modules.losses",
     "lightning_modules.backbones",
     "analysis.stats",

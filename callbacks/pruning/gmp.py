@@ -1,22 +1,15 @@
 """Gradual magnitude pruning (Zhu & Gupta 2017) and ΔGMP (the same schedule started later).
 
-At the events ``begin_step, begin_step + frequency, ..., end_step`` of ``trainer.global_step``
-(optimiser steps) the masks are recomputed from the current |w| for the cubic target of
-:func:`callbacks.pruning.schedules.cubic_sparsity`; between events they are fixed, after
-``end_step`` they stay at ``final_sparsity``. Pruned weights never come back.
-
-ΔGMP: give ``begin_epoch`` and the schedule starts at ``begin_epoch * steps_per_epoch`` (the
-optimiser steps per epoch of the phase the encoder trains in, from the run's
-:class:`~lightning_modules.plan.TrainingPlan`). Choice made here: the schedule keeps its *length*
-``end_step - begin_step`` (and its ``frequency``) — so "ΔGMP from epoch 50" is the GMP schedule of
-the same config shifted later — unless ``end_epoch`` is also given, in which case it ends at
-``end_epoch * steps_per_epoch``.
+The cubic staircase of :mod:`callbacks.pruning.cubic` (events ``begin_step, begin_step + frequency,
+..., end_step`` of ``trainer.global_step``, or from ``begin_epoch`` for ΔGMP) with masks from the
+current |w|: pruned weights never come back.
 
 **The classifier of a phased method** (Corti et al., ``clr_training.py``): with ``head_begin_step``,
 ``head_end_step`` and ``head_frequency`` the linear classifier (weight and bias, each tensor to the
 scheduled sparsity) is pruned during the head phase on the same cubic schedule to
 ``final_sparsity``, its steps counted from the head phase's first optimiser step (the authors: 500
-to 10000 every 250).
+to 10000 every 250). Its masks are a second :class:`~callbacks.pruning.tracker.MaskTracker`
+(``self.head``), checkpointed as ``head_masks``/``head_events``/``head_event``.
 
 The schedule must fit the run: ``end_step`` at most the last step of the phase the encoder trains in
 (the ``supervised`` or ``contrastive`` phase) and ``head_end_step`` at most the head phase's steps —
@@ -25,63 +18,40 @@ otherwise a :class:`ConfigError` before training, naming the step, the run's ste
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import lightning.pytorch as pl
-import torch
 from torch import Tensor, nn
+from typing_extensions import override
 
-from callbacks.pruning.base import PruningCallback
+from callbacks.pruning import module_api
+from callbacks.pruning.agreement import agree_across_ranks
+from callbacks.pruning.cubic import CubicSchedulePruning, training_phase, validate_cubic_schedule
 from callbacks.pruning.masks import compute_masks, sparsity_of
 from callbacks.pruning.schedules import cubic_sparsity, event_index, validate_schedule
-from common.errors import ConfigError, check_range
+from callbacks.pruning.tracker import MaskTracker
+from common.errors import ConfigError
 from lightning_modules.plan import TrainingPlan
 
-#: the phases in which an encoder trains (GMP prunes in the first of them that a run has)
-TRAINING_PHASES = ("supervised", "contrastive")
+#: checkpoint keys of the classifier's masks (the field names of MaskTracker.state_dict -> these)
+HEAD_STATE_KEYS = {"masks": "head_masks", "events": "head_events"}
 
 
-def optimizer_steps_per_epoch(trainer: pl.Trainer) -> int:
-    """Optimiser steps in one training epoch on this rank: ``ceil(batches / accumulate_grad_batches)``.
-
-    Lightning also steps on an epoch's last batch when it does not complete an accumulation window,
-    hence the ceiling (``//`` would undercount by one step per epoch in that case).
-    """
-    batches = trainer.num_training_batches
-    if not math.isfinite(batches):
-        raise ConfigError(
-            "begin_epoch/end_epoch need a training loader with a length (trainer.num_training_batches is inf); "
-            "give begin_step/end_step in optimiser steps instead"
-        )
-    return max(1, math.ceil(int(batches) / trainer.accumulate_grad_batches))
-
-
-def training_phase(plan: TrainingPlan) -> Any:
-    """The phase of ``plan`` in which the encoder trains (``supervised`` or ``contrastive``), or None."""
-    return next((plan.phase(name) for name in TRAINING_PHASES if plan.phase(name) is not None), None)
-
-
-class GradualMagnitudePruning(PruningCallback):
+class GradualMagnitudePruning(CubicSchedulePruning):
     """GMP / ΔGMP: cubic sparsity staircase driven by ``trainer.global_step``.
 
     Args:
-        final_sparsity: fraction of prunable weights that are zero at the end, in ``[0, 1)``.
-        begin_step: optimiser step of the first event (REFERENCE §2: Sup 1000, SCL 125).
-        end_step: optimiser step of the last event, where ``final_sparsity`` is reached
-            (Sup 20000, SCL 2476); must be ``> begin_step``.
-        frequency: optimiser steps between events, ``>= 1`` (Sup 500, SCL 62).
-        initial_sparsity: target before/at ``begin_step``, in ``[0, final_sparsity]``; if > 0 the
-            model is pruned to it when training starts.
-        scope, granularity, n, m, norm, nm_indivisible, min_layer_density, targets: see
-            :class:`callbacks.pruning.base.PruningCallback`.
-        begin_epoch: ΔGMP: start at this epoch instead of ``begin_step`` (``>= 0``); the schedule
-            keeps its length ``end_step - begin_step`` unless ``end_epoch`` is given.
-        end_epoch: end at this epoch instead of ``end_step`` (``> begin_epoch``).
+        final_sparsity, begin_step, end_step, frequency, initial_sparsity, begin_epoch, end_epoch:
+            the cubic schedule (see :class:`callbacks.pruning.cubic.CubicSchedulePruning`).
         head_begin_step, head_end_step, head_frequency: prune the linear classifier (weight + bias,
             layer-wise) during the head phase of a phased method on this schedule, in optimiser
             steps counted from the head phase's start (Corti et al.: 500 / 10000 / 250); all three
             or none.
+        scope, granularity, n, m, norm, nm_indivisible, min_layer_density, targets: the mask
+            options (:class:`~callbacks.pruning.options.MaskOptions`, see
+            :class:`callbacks.pruning.base.PruningCallback`). Named here, between the schedule's
+            arguments, rather than taken as ``**kwargs``: the order of the parameters is the order
+            in which ``--help`` and the "its options are" error list them.
     """
 
     def __init__(
@@ -105,16 +75,12 @@ class GradualMagnitudePruning(PruningCallback):
         head_end_step: int | None = None,
         head_frequency: int | None = None,
     ) -> None:
-        validate_schedule(
-            initial=initial_sparsity, final=final_sparsity, begin_step=begin_step, end_step=end_step,
-            frequency=frequency,
-        )
-        if begin_epoch is not None:
-            check_range("begin_epoch", begin_epoch, low=0)
-        if end_epoch is not None:
-            low = 0 if begin_epoch is None else begin_epoch
-            if end_epoch <= low:
-                raise ConfigError(f"end_epoch={end_epoch!r} is out of range; it must be in [{low + 1}, inf)")
+        # checked in this order: the schedule, the classifier's schedule, then the mask options
+        # (CubicSchedulePruning checks the schedule again: it is its own, and pure)
+        validate_cubic_schedule(
+            final_sparsity=final_sparsity, begin_step=begin_step, end_step=end_step, frequency=frequency,
+            initial_sparsity=initial_sparsity, begin_epoch=begin_epoch, end_epoch=end_epoch,
+        )  # fmt: skip
         head = (head_begin_step, head_end_step, head_frequency)
         if any(v is not None for v in head):
             if any(v is None for v in head):
@@ -125,205 +91,140 @@ class GradualMagnitudePruning(PruningCallback):
             validate_schedule(initial=0.0, final=final_sparsity, begin_step=head_begin_step, end_step=head_end_step,
                               frequency=head_frequency)  # fmt: skip
         super().__init__(
-            final_sparsity, scope=scope, granularity=granularity, n=n, m=m, norm=norm,
-            nm_indivisible=nm_indivisible, min_layer_density=min_layer_density, targets=targets,
-        )
-        self.initial_sparsity = float(initial_sparsity)
-        self.begin_step = int(begin_step)
-        self.end_step = int(end_step)
-        self.frequency = int(frequency)
-        self.begin_epoch = begin_epoch
-        self.end_epoch = end_epoch
+            final_sparsity, begin_step, end_step, frequency, initial_sparsity=initial_sparsity, begin_epoch=begin_epoch,
+            end_epoch=end_epoch, scope=scope, granularity=granularity, n=n, m=m, norm=norm, nm_indivisible=nm_indivisible,
+            min_layer_density=min_layer_density, targets=targets,
+        )  # fmt: skip
         self.head_schedule = None if head_begin_step is None else (int(head_begin_step), int(head_end_step), int(head_frequency))  # type: ignore[arg-type]
-        # the schedule in optimiser steps actually used (epochs resolved at train start)
-        self.schedule_begin = self.begin_step
-        self.schedule_end = self.end_step
-        self.schedule_name = "delta_gmp" if begin_epoch is not None else "gmp"
-        #: classifier masks of the head phase (name -> BoolTensor) and their bookkeeping
-        self.head_masks: dict[str, Tensor] = {}
-        self.head_events: list[dict[str, float]] = []
+        #: the classifier's masks in the head phase; ``head.last_event`` is its schedule's event index
+        self.head = MaskTracker()
+        #: global step of the head phase's first batch (head steps are counted from it)
         self.head_start_step: int | None = None
-        self._head_event: int | None = None
-        self._head_bound: list[tuple[nn.Parameter, Tensor]] = []
 
-    # -- schedule ------------------------------------------------------------------------------
-    def _steps_per_epoch(self, trainer: pl.Trainer, pl_module: pl.LightningModule | None) -> int:
-        plan = getattr(pl_module, "plan", None)
-        if callable(plan):
-            phase = training_phase(plan())
-            if phase is not None and phase.steps_per_epoch > 0:
-                return phase.steps_per_epoch
-        return optimizer_steps_per_epoch(trainer)
+    @property
+    def schedule_name(self) -> str:  # type: ignore[override]
+        """``delta_gmp`` when the schedule starts at ``begin_epoch``, else ``gmp`` (run.json's ``pruning``)."""
+        return "delta_gmp" if self.begin_epoch is not None else "gmp"
 
-    def resolve_schedule(self, trainer: pl.Trainer, pl_module: pl.LightningModule | None = None) -> tuple[int, int]:
-        """``(begin, end)`` in optimiser steps, converting ``begin_epoch``/``end_epoch`` if given."""
-        if self.begin_epoch is None and self.end_epoch is None:
-            return self.begin_step, self.end_step
-        return self._epochs_to_steps(self._steps_per_epoch(trainer, pl_module))
+    @property
+    def head_masks(self) -> dict[str, Tensor]:
+        """The classifier's masks (name -> BoolTensor, True = kept); empty outside a head schedule."""
+        return self.head.masks
 
-    def _epochs_to_steps(self, spe: int) -> tuple[int, int]:
-        begin, end = self.begin_step, self.end_step
-        if self.begin_epoch is not None:
-            begin = self.begin_epoch * spe
-            end = begin + (self.end_step - self.begin_step)
-        if self.end_epoch is not None:
-            end = self.end_epoch * spe
-        if end <= begin:
-            raise ConfigError(
-                f"end_epoch={self.end_epoch!r} gives end step {end} <= begin step {begin}; "
-                f"with {spe} optimiser steps per epoch end_step must be in [{begin + 1}, inf)"
-            )
-        return begin, end
+    @property
+    def head_events(self) -> list[dict[str, Any]]:
+        """One record per classifier mask change: ``{"step", "head_step", "target", "measured"}``."""
+        return self.head.events
 
+    # -- the schedule must fit the run -----------------------------------------------------------
+    @override
     def check_plan(self, plan: TrainingPlan, pl_module: pl.LightningModule) -> None:
-        phase = training_phase(plan)
-        if phase is None:
-            return  # nothing trains the encoder (e.g. a fine-tune-only run)
-        by_epoch = self.begin_epoch is not None or self.end_epoch is not None
-        _, end = self._epochs_to_steps(max(1, phase.steps_per_epoch)) if by_epoch else (self.begin_step, self.end_step)
-        last = min(phase.end_step, plan.total_steps)
-        if end > last:
-            what = (
-                f"the ΔGMP schedule (begin_epoch={self.begin_epoch}, end_step - begin_step={self.end_step - self.begin_step}) ends at step {end}"
-                if by_epoch else f"pruning.init_args.end_step={end}"
-            )
+        super().check_plan(plan, pl_module)
+        if self.head_schedule is None or training_phase(plan) is None:
+            return  # no classifier schedule, or nothing trains the encoder: nothing more to check
+        head = plan.phase("head")
+        if head is None:
             raise ConfigError(
-                f"{what}, after the last optimiser step of the {phase.name} phase ({last}; this run has {plan.total_steps} "
-                f"steps: {plan.describe()}), so final_sparsity={self.final_sparsity:g} would not be reached; set "
-                f"--pruning.init_args.end_step to at most {last} (begin_step and frequency below it) or train longer"
+                f"head_begin_step/head_end_step prune the classifier in the head phase, which "
+                f"{type(pl_module).__name__} does not have; remove them"
             )
-        if self.head_schedule is not None:
-            head = plan.phase("head")
-            if head is None:
-                raise ConfigError(
-                    f"head_begin_step/head_end_step prune the classifier in the head phase, which "
-                    f"{type(pl_module).__name__} does not have; remove them"
-                )
-            head_end = self.head_schedule[1]
-            head_last = min(head.steps, max(0, plan.total_steps - head.first_step))
-            if head_end > head_last:
-                raise ConfigError(
-                    f"pruning.init_args.head_end_step={head_end} is after the head phase's last optimiser step "
-                    f"({head_last}; this run: {plan.describe()}); lower head_end_step (and head_begin_step/head_frequency) "
-                    "or train the head longer"
-                )
+        head_end = self.head_schedule[1]
+        head_last = min(head.steps, max(0, plan.total_steps - head.first_step))
+        if head_end > head_last:
+            raise ConfigError(
+                f"pruning.init_args.head_end_step={head_end} is after the head phase's last optimiser step "
+                f"({head_last}; this run: {plan.describe()}); lower head_end_step (and head_begin_step/head_frequency) "
+                "or train the head longer"
+            )
 
+    @override
     def unfinished_reason(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> str | None:
-        if not any(e["target"] == self.final_sparsity for e in self.events):
-            return f"the pruning schedule did not reach final_sparsity={self.final_sparsity:g} (its end step {self.schedule_end})"
-        if self.head_schedule is not None and not any(e["target"] == self.final_sparsity for e in self.head_events):
+        reason = super().unfinished_reason(trainer, pl_module)
+        if reason is None and self.head_schedule is not None and not any(e["target"] == self.final_sparsity for e in self.head_events):
             return f"the classifier's pruning schedule did not reach final_sparsity (head step {self.head_schedule[1]})"
-        return None
-
-    def event_key(self, trainer: pl.Trainer, step: int) -> int | None:
-        key = event_index(step, begin_step=self.schedule_begin, end_step=self.schedule_end, frequency=self.frequency)
-        if key < 0 and self.initial_sparsity == 0.0:
-            return None  # dense before the schedule: no masks, no work
-        return key
-
-    def target_sparsity(self, trainer: pl.Trainer, step: int) -> float:
-        return cubic_sparsity(
-            step, initial=self.initial_sparsity, final=self.final_sparsity, begin_step=self.schedule_begin,
-            end_step=self.schedule_end, frequency=self.frequency,
-        )
+        return reason
 
     # -- the classifier in the head phase --------------------------------------------------------
     def _head_params(self, pl_module: pl.LightningModule) -> dict[str, nn.Parameter]:
-        return dict(pl_module.prunable_parameters("classifier"))
+        return module_api.prunable_parameters(pl_module, "classifier", caller=type(self).__name__)
 
     def _bind_head(self, pl_module: pl.LightningModule) -> None:
-        params = self._head_params(pl_module) if self.head_masks else {}
-        self._head_bound = []
-        for name, p in params.items():
-            self.head_masks[name] = self.head_masks[name].to(device=p.device, dtype=torch.bool)
-            self._head_bound.append((p, self.head_masks[name].to(p.dtype)))
+        self.head.bind(self._head_params(pl_module) if self.head_masks else {})
 
-    @torch.no_grad()
-    def _apply_head(self) -> None:
-        if self._head_bound:
-            torch._foreach_mul_([p for p, _ in self._head_bound], [f for _, f in self._head_bound])
+    def _in_head_phase(self, pl_module: pl.LightningModule) -> bool:
+        """Whether a classifier schedule is given and the module is in its head phase."""
+        return self.head_schedule is not None and module_api.phase_attribute(pl_module) == "head"
 
     def _maybe_update_head(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.head_schedule is None or getattr(pl_module, "phase", None) != "head" or self.head_start_step is None:
+        if not self._in_head_phase(pl_module) or self.head_start_step is None:
             return
+        assert self.head_schedule is not None
         begin, end, freq = self.head_schedule
         step = int(trainer.global_step) - self.head_start_step
         key = event_index(step, begin_step=begin, end_step=end, frequency=freq)
-        if key < 0 or key == self._head_event:
+        if key < 0 or key == self.head.last_event:
             return
         target = cubic_sparsity(step, initial=0.0, final=self.final_sparsity, begin_step=begin, end_step=end, frequency=freq)
-        params = self._head_params(pl_module)
-        weights = {name: p.detach() for name, p in params.items()}
+        weights = {name: p.detach() for name, p in self._head_params(pl_module).items()}
         new = compute_masks(weights, target, scope="layerwise", granularity="unstructured", current_masks=self.head_masks or None)
-        self.head_masks = self._agree_across_ranks(trainer, new)
+        self.head.masks = agree_across_ranks(trainer, new)
         self._bind_head(pl_module)
-        self._apply_head()
-        for optimizer in trainer.optimizers:
-            for p, f in self._head_bound:
-                for value in optimizer.state.get(p, {}).values():
-                    if isinstance(value, Tensor) and value.shape == p.shape:
-                        value.mul_(f.to(value.dtype))
+        self.head.apply()
+        self.head.mask_optimizer_state(trainer.optimizers)
         measured = sparsity_of(weights)
         self.head_events.append({"step": int(trainer.global_step), "head_step": step, "target": float(target), "measured": measured})
-        self._head_event = key
+        self.head.last_event = key
         for logger in trainer.loggers:
             logger.log_metrics({"sparsity/classifier": measured, "sparsity/classifier_target": float(target)}, step=int(trainer.global_step))
 
     # -- hooks ---------------------------------------------------------------------------------
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.schedule_begin, self.schedule_end = self.resolve_schedule(trainer, pl_module)
-        plan = getattr(pl_module, "plan", None)
-        if callable(plan) and getattr(trainer, "datamodule", None) is not None:
-            self.check_plan(plan(), pl_module)
-        self._bind_head(pl_module)
-        self._apply_head()
-        super().on_train_start(trainer, pl_module)
+    @override
+    def restore_masks(self, pl_module: pl.LightningModule) -> None:
+        self._bind_head(pl_module)  # after a checkpoint restore: the classifier's masks hold again
+        self.head.apply()
+        super().restore_masks(pl_module)
 
+    @override
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int) -> None:
         super().on_train_batch_start(trainer, pl_module, batch, batch_idx)
-        if self.head_schedule is not None and self.head_start_step is None and getattr(pl_module, "phase", None) == "head":
+        if self.head_start_step is None and self._in_head_phase(pl_module):
             self.head_start_step = int(trainer.global_step)  # head steps are counted from here
 
+    @override
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         super().on_before_optimizer_step(trainer, pl_module, optimizer)
-        pairs = [(p.grad, f) for p, f in self._head_bound if p.grad is not None]
-        if pairs:
-            with torch.no_grad():
-                torch._foreach_mul_([g for g, _ in pairs], [f for _, f in pairs])
+        self.head.mask_gradients()
 
+    @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int) -> None:
-        stepped = int(trainer.global_step) != self._applied_step
+        stepped = self._optimizer_stepped(trainer)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if stepped:
-            self._apply_head()
+            self.head.apply()
             self._maybe_update_head(trainer, pl_module)
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         if self.head_schedule is not None:
-            state.update(
-                head_masks={n: m.detach().cpu().clone() for n, m in self.head_masks.items()}, head_events=[dict(e) for e in self.head_events],
-                head_start_step=self.head_start_step, head_event=self._head_event,
-            )  # fmt: skip
+            state.update(self.head.state_dict(HEAD_STATE_KEYS), head_start_step=self.head_start_step, head_event=self.head.last_event)
         return state
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
-        self.head_masks = {n: m.to(torch.bool) for n, m in state_dict.get("head_masks", {}).items()}
-        self.head_events = [dict(e) for e in state_dict.get("head_events", [])]
+        self.head.load_state_dict(state_dict, {**HEAD_STATE_KEYS, "last_event": "head_event"})
         self.head_start_step = state_dict.get("head_start_step")
-        self._head_event = state_dict.get("head_event")
-        self._head_bound = []
 
-    def run_summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict:
+    @override
+    def run_summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         out = super().run_summary(trainer, pl_module)
-        out["pruning_schedule"] = {
-            "begin_step": self.schedule_begin, "end_step": self.schedule_end, "frequency": self.frequency,
-            "initial_sparsity": self.initial_sparsity,
-        }
         if self.head_schedule is not None:
             begin, end, freq = self.head_schedule
             out["pruning_schedule"].update(head_begin_step=begin, head_end_step=end, head_frequency=freq)
             out["classifier_sparsity"] = sparsity_of({n: p.detach() for n, p in self._head_params(pl_module).items()})
             out["classifier_pruning_events"] = [[e["step"], e["head_step"], e["target"], e["measured"]] for e in self.head_events]
         return out
+
+
+__all__ = ["GradualMagnitudePruning"]

@@ -35,7 +35,9 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
+from typing_extensions import override
 
+from callbacks.pruning import module_api
 from callbacks.pruning.base import PruningCallback
 from callbacks.run_summary import read_run_json
 from common.data_spec import AUGMENTATIONS, TrainDataSpec
@@ -92,9 +94,10 @@ class OneShotPruning(PruningCallback):
         finetune_augmentation: its augmentation (the authors: ``supervised``, crop + flips).
         parent: a finished dense run to prune (its folder, its checkpoint, or a folder of dense runs
             holding one with this run's seed); ``None`` = train dense first in this fit.
-        scope, granularity, n, m, norm, nm_indivisible, min_layer_density, targets: see
-            :class:`callbacks.pruning.base.PruningCallback` (the paper's configs: global,
-            unstructured, ``targets: network``; the default stays the encoder's weights).
+        **kwargs: the mask options (scope, granularity, n, m, norm, nm_indivisible,
+            min_layer_density, targets) of :class:`callbacks.pruning.base.PruningCallback` (the
+            paper's configs: global, unstructured, ``targets: network``; the default stays the
+            encoder's weights).
     """
 
     schedule_name = "oneshot"
@@ -110,19 +113,9 @@ class OneShotPruning(PruningCallback):
         finetune_batch_size: int | None = 128,
         finetune_augmentation: str = "supervised",
         parent: str | None = None,
-        scope: str = "global",
-        granularity: str = "unstructured",
-        n: int = 2,
-        m: int = 4,
-        norm: int = 1,
-        nm_indivisible: str = "error",
-        min_layer_density: float = 0.0,
-        targets: str = "encoder",
+        **kwargs: Any,
     ) -> None:
-        super().__init__(
-            final_sparsity, scope=scope, granularity=granularity, n=n, m=m, norm=norm,
-            nm_indivisible=nm_indivisible, min_layer_density=min_layer_density, targets=targets,
-        )
+        super().__init__(final_sparsity, **kwargs)
         check_range("finetune_epochs", finetune_epochs, low=1)
         check_range("finetune_lr", finetune_lr, low=0.0, low_inclusive=False)
         check_range("finetune_momentum", finetune_momentum, low=0.0, high=1.0, high_inclusive=False)
@@ -151,11 +144,12 @@ class OneShotPruning(PruningCallback):
     @property
     def pruned(self) -> bool:
         """Whether the one pruning event has happened (restored from checkpoints)."""
-        return self._last_event is not None
+        return self.tracker.last_event is not None
 
     # -- the module ---------------------------------------------------------------------------------
+    @override
     def configure_model(self, pl_module: pl.LightningModule) -> None:
-        if not hasattr(pl_module, "finetune_epochs"):
+        if not module_api.has_finetune_phase(pl_module):
             raise ConfigError(
                 f"OneShotPruning needs a model with a fine-tuning phase; {type(pl_module).__name__} has no "
                 "finetune_epochs attribute"
@@ -180,7 +174,7 @@ class OneShotPruning(PruningCallback):
             )
         if summary.get("pruning"):
             raise ConfigError(f"pruning.init_args.parent: {folder} is a pruned run ({summary['pruning']}); One-Shot prunes a dense parent")
-        method = getattr(pl_module, "method", None)
+        method = module_api.method(pl_module)
         if summary.get("method") not in (None, method):
             raise ConfigError(f"pruning.init_args.parent: {folder} trained method {summary.get('method')!r}, this model is {method!r}")
         if not ckpt.is_file():
@@ -201,24 +195,31 @@ class OneShotPruning(PruningCallback):
         """``parent_run`` of run.json (a child of a dense run), ``None`` otherwise."""
         return None if self._parent is None else dict(self._parent)
 
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
-        super().setup(trainer, pl_module, stage)
+        super().setup(trainer, pl_module, stage)  # configure_model, check_model
         if stage == "fit":
             self.check_fit_config(trainer.max_epochs, pl_module)
 
-    def check_fit_config(self, max_epochs: int | None, pl_module: pl.LightningModule) -> None:
+    @override
+    def check_max_epochs(self, max_epochs: int | None) -> None:
         """Raise :class:`ConfigError` when ``max_epochs`` (``trainer.max_epochs``) cannot hold the
-        fine-tuning phase. Called from ``setup``; a CLI calls it before the Trainer runs."""
+        fine-tuning phase (a child of a parent fine-tunes for all of them)."""
         if self.parent is None and (max_epochs is None or max_epochs < 2 or self.finetune_epochs >= max_epochs):
             high = "max_epochs - 1" if max_epochs is None or max_epochs < 2 else f"{max_epochs - 1:g}"
             raise ConfigError(
                 f"finetune_epochs={self.finetune_epochs} is out of range for trainer.max_epochs={max_epochs!r}; "
                 f"it must be in [1, {high}] (or give pruning.init_args.parent to fine-tune a trained dense run)"
             )
-        self.configure_model(pl_module)
-        if hasattr(pl_module, "check_fit_config"):
-            pl_module.check_fit_config(max_epochs, None)
 
+    def check_fit_config(self, max_epochs: int | None, pl_module: pl.LightningModule) -> None:
+        """:meth:`check_max_epochs`, then the module's own ``check_fit_config``. Only checks: the
+        module must have been configured first (:meth:`configure_model`; ``setup`` and ``cli.py`` do
+        that), as the module's check needs its fine-tune phase."""
+        self.check_max_epochs(max_epochs)
+        module_api.check_fit_config(pl_module, max_epochs)
+
+    @override
     def unfinished_reason(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> str | None:
         return None if self.pruned else "the One-Shot pruning event never happened"
 
@@ -237,20 +238,27 @@ class OneShotPruning(PruningCallback):
         trainer.strategy.optimizers = [self.finetune_optimizer(pl_module)]
         trainer.strategy.lr_scheduler_configs = []
 
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # resumed inside the fine-tuning phase (or a child, which is all fine-tune): install the
         # fine-tuning optimiser before Lightning loads the checkpoint's optimiser state into it
         if self.pruned or self.parent is not None:
             self._install_finetune_optimizer(trainer, pl_module)
 
+    def _prune_now(self, trainer: pl.Trainer) -> bool:
+        """Whether this epoch starts the fine-tune phase and the one pruning event is still to come."""
+        return not self.pruned and trainer.current_epoch >= self.prune_epoch(trainer)
+
+    @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.pruned or trainer.current_epoch < self.prune_epoch(trainer):
+        if not self._prune_now(trainer):
             return
         self.update_masks(trainer, pl_module, self.final_sparsity)
-        self._last_event = 0
+        self.tracker.last_event = 0
         if self.parent is None:
             self._install_finetune_optimizer(trainer, pl_module)
 
+    @override
     def run_summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         out = super().run_summary(trainer, pl_module)
         out["oneshot_mode"] = "child" if self.parent is not None else "retrain"

@@ -8,7 +8,8 @@ Every ``update_frequency`` optimiser steps from ``begin_step`` until ``regrow_en
 2. **drop and regrow** (:func:`callbacks.pruning.dynamics.drop_and_regrow`): in every tensor drop
    the fraction ``r`` of the active weights with the smallest |w| and regrow as many inactive
    weights with the largest |gradient| (the *dense* gradient of that step, captured in
-   ``on_before_optimizer_step`` before the base class zeroes the gradients of pruned weights).
+   ``on_before_optimizer_step`` before the base class zeroes the gradients of pruned weights:
+   :mod:`callbacks.pruning.regrowth`).
    ``r`` decays with a cosine from ``drop_fraction`` at ``begin_step`` to 0 at ``regrow_end_step``.
 
 Regrown weights start at exactly 0 and their optimiser state (momentum buffers, Adam moments) is
@@ -30,14 +31,17 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor
+from typing_extensions import override
 
-from callbacks.pruning.dynamics import cosine_decay, drop_and_regrow
-from callbacks.pruning.gmp import GradualMagnitudePruning
+from callbacks.pruning import module_api
+from callbacks.pruning.cubic import CubicSchedulePruning
+from callbacks.pruning.dynamics import cosine_decay
+from callbacks.pruning.regrowth import Regrowth
 from callbacks.pruning.schedules import cubic_sparsity
 from common.errors import ConfigError, check_range
 
 
-class PruneAndRegrow(GradualMagnitudePruning):
+class PruneAndRegrow(CubicSchedulePruning):
     """Gradual magnitude pruning + periodic drop-and-regrow (GraNet).
 
     Args:
@@ -48,8 +52,9 @@ class PruneAndRegrow(GradualMagnitudePruning):
         drop_fraction: ``r`` at ``begin_step``, in ``(0, 1)`` (GraNet: 0.5); cosine-decayed to 0.
         regrow_end_step: last step (exclusive) of topology updates; ``None`` = the module's
             ``pretrain_end_step()`` if it has one, else the run's last step. Must be ``> end_step``.
-        initial_sparsity, scope, min_layer_density, begin_epoch, end_epoch: see
-            :class:`GradualMagnitudePruning`. Granularity is unstructured (single weights regrow).
+        initial_sparsity, scope, min_layer_density, begin_epoch, end_epoch, targets: see
+            :class:`~callbacks.pruning.gmp.GradualMagnitudePruning`. Granularity is unstructured
+            (single weights regrow), so of the mask options only these three are taken.
     """
 
     schedule_name = "regrow"
@@ -79,15 +84,17 @@ class PruneAndRegrow(GradualMagnitudePruning):
                 f"regrow_end_step={regrow_end_step!r} is out of range; it must be in [{end_step + 1}, inf) "
                 "(after end_step, where the schedule reaches final_sparsity)"
             )
-        self.schedule_name = "regrow"
         self.update_frequency = int(update_frequency)
         self.drop_fraction = float(drop_fraction)
         self.regrow_end_step = regrow_end_step
         self.regrow_end = regrow_end_step if regrow_end_step is not None else end_step + 1
-        #: one record per topology update: {"step", "drop_fraction", "regrown"}
-        self.regrow_events: list[dict[str, float]] = []
-        self._grads: dict[str, Tensor] | None = None
-        self._regrown_last = 0
+        #: the dense gradients of an update's step and one record per topology update
+        self.regrowth = Regrowth()
+
+    @property
+    def regrow_events(self) -> list[dict[str, Any]]:
+        """One record per topology update: ``{"step", "drop_fraction", "regrown"}``."""
+        return self.regrowth.events
 
     # -- schedule ------------------------------------------------------------------------------
     def _resolve_regrow_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> int:
@@ -96,18 +103,20 @@ class PruneAndRegrow(GradualMagnitudePruning):
             if self.begin_epoch is not None:  # ΔGMP: the regrow window shifts with the schedule
                 end += self.schedule_begin - self.begin_step
             return end
-        pretrain_end = getattr(pl_module, "pretrain_end_step", None)
-        if callable(pretrain_end):
-            return int(pretrain_end())
+        pretrain_end = module_api.pretrain_end_step(pl_module)
+        if pretrain_end is not None:
+            return pretrain_end
         total = trainer.estimated_stepping_batches
         return int(total) if math.isfinite(total) else self.schedule_end + 1
 
+    @override
     def event_key(self, trainer: pl.Trainer, step: int) -> int | None:
         if step < self.schedule_begin:
             return None if self.initial_sparsity == 0.0 else -1
         last = max(0, (self.regrow_end - 1 - self.schedule_begin) // self.update_frequency)
         return min((step - self.schedule_begin) // self.update_frequency, last)
 
+    @override
     def target_sparsity(self, trainer: pl.Trainer, step: int) -> float:
         return cubic_sparsity(
             step, initial=self.initial_sparsity, final=self.final_sparsity, begin_step=self.schedule_begin,
@@ -119,23 +128,15 @@ class PruneAndRegrow(GradualMagnitudePruning):
         return cosine_decay(self.drop_fraction, step, begin_step=self.schedule_begin, end_step=self.regrow_end)
 
     # -- topology update -----------------------------------------------------------------------
+    @override
     def compute_new_masks(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, weights: dict[str, Tensor], sparsity: float
     ) -> dict[str, Tensor]:
         masks = super().compute_new_masks(trainer, pl_module, weights, sparsity)  # gradual magnitude step
-        grads, self._grads = self._grads, None
         step = int(trainer.global_step)
-        r = self.drop_fraction_at(step)
-        no_signal = grads is None or set(grads) != set(masks) or not any(bool(g.any()) for g in grads.values())
-        if no_signal or r <= 0.0:  # no gradients (or only DDP's zero fill for a frozen encoder): no regrowth
-            self._regrown_last = 0
-            self.regrow_events.append({"step": step, "drop_fraction": r, "regrown": 0})
-            return masks
-        new, regrown = drop_and_regrow(weights, grads, masks, r)
-        self._regrown_last = sum(regrown.values())
-        self.regrow_events.append({"step": step, "drop_fraction": r, "regrown": self._regrown_last})
-        return new
+        return self.regrowth.regrow(step, weights, masks, self.drop_fraction_at(step))
 
+    @override
     def update_masks(self, trainer: pl.Trainer, pl_module: pl.LightningModule, sparsity: float) -> None:
         before = {name: mask.clone() for name, mask in self.masks.items()}
         super().update_masks(trainer, pl_module, sparsity)
@@ -145,7 +146,7 @@ class PruneAndRegrow(GradualMagnitudePruning):
         total = sum(m.numel() for m in self.masks.values())
         metrics = {
             "pruning/drop_fraction": self.drop_fraction_at(int(trainer.global_step)),
-            "pruning/regrown": self._regrown_last / total if total else 0.0,
+            "pruning/regrown": self.regrow_events[-1]["regrown"] / total if total else 0.0,
         }
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=int(trainer.global_step))
@@ -164,6 +165,7 @@ class PruneAndRegrow(GradualMagnitudePruning):
                         value.masked_fill_(where.to(value.device), 0)
 
     # -- hooks ---------------------------------------------------------------------------------
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.schedule_begin, self.schedule_end = self.resolve_schedule(trainer, pl_module)
         self.regrow_end = self._resolve_regrow_end(trainer, pl_module)
@@ -174,34 +176,32 @@ class PruneAndRegrow(GradualMagnitudePruning):
             )
         super().on_train_start(trainer, pl_module)
 
+    @override
     def on_before_optimizer_step(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: torch.optim.Optimizer
     ) -> None:
-        # the step about to happen is trainer.global_step + 1; if it brings a topology update, keep
-        # the dense gradients (pruned weights included) before the base class masks them
-        upcoming = int(trainer.global_step) + 1
-        key = self.event_key(trainer, upcoming)
-        if key is not None and key != self._last_event:
-            params = self.prunable(pl_module)
-            if all(p.grad is not None for p in params.values()):
-                self._grads = {name: p.grad.detach().clone() for name, p in params.items()}
-        super().on_before_optimizer_step(trainer, pl_module, optimizer)
+        self.regrowth.gradients = self.dense_gradients_before_event(trainer, pl_module)
+        super().on_before_optimizer_step(trainer, pl_module, optimizer)  # masks the gradients
 
+    @override
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        self._grads = None  # used by this step's update, or not needed: never reuse old gradients
+        self.regrowth.gradients = None  # used by this step's update, or not needed: never reuse old gradients
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
         state["regrow_events"] = [dict(e) for e in self.regrow_events]
         return state
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
-        self.regrow_events = [dict(e) for e in state_dict.get("regrow_events", [])]
+        self.regrowth.events = [dict(e) for e in state_dict.get("regrow_events", [])]
 
+    @override
     def run_summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         out = super().run_summary(trainer, pl_module)
         out["pruning_schedule"].update(

@@ -1,11 +1,12 @@
 """SyncCP: synchronized pruning of both branches of a two-branch SSL model (REFERENCE §5).
 
-The online encoder follows the GMP cubic staircase of :class:`GradualMagnitudePruning` (all of its
+The online encoder follows the GMP cubic staircase of :mod:`callbacks.pruning.cubic` (all of its
 options: begin/end/frequency, ΔGMP epochs, scope, granularity unstructured / N:M / channel). At the
 same events the **target (momentum) encoder** is pruned to ``max(0, s_online - density_gap)``, with
 its own masks chosen from its own weights (as in the author code: one global threshold over the
-target's |w|), keyed by the target's parameter names. Both encoders are masked in place, so every
-forward pass of either branch uses ``w * mask``.
+target's |w|), keyed by the target's parameter names (a second
+:class:`~callbacks.pruning.tracker.MaskTracker`, ``self.target``). Both encoders are masked in place,
+so every forward pass of either branch uses ``w * mask``.
 
 The target weights stay an EMA of the online ones (the module's momentum update) and the target masks
 are re-applied after every momentum update. Order inside one optimiser step::
@@ -44,8 +45,8 @@ named options:
 * ``regrow_fraction: r`` — after each event's magnitude step, prune-and-regrow the online encoder:
   drop the fraction ``r`` (cosine-decayed to 0 at ``regrow_end_step``, default the end of pretraining)
   of each tensor's active weights with the smallest |w| and regrow as many by the largest dense
-  gradient (``prune_and_regrow``); events continue every ``frequency`` steps after ``end_step`` until
-  then (the sparsity stays at ``final_sparsity``).
+  gradient (``prune_and_regrow``; :mod:`callbacks.pruning.regrowth`); events continue every
+  ``frequency`` steps after ``end_step`` until then (the sparsity stays at ``final_sparsity``).
 
 Logged at every event, besides the online encoder's ``sparsity/*`` and ``pruning/*`` (base class):
 ``sparsity/target_encoder`` (measured), ``sparsity/target_encoder_scheduled``, per tensor
@@ -62,30 +63,41 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import Tensor, nn
+from typing_extensions import override
 
-from callbacks.pruning.dynamics import cosine_decay, drop_and_regrow, mask_change, mask_densities
-from callbacks.pruning.gmp import GradualMagnitudePruning
-from callbacks.pruning.masks import compute_masks, erk_densities, layer_sparsities, random_masks, sparsity_of
+from callbacks.pruning import module_api
+from callbacks.pruning.agreement import agree_across_ranks
+from callbacks.pruning.cubic import CubicSchedulePruning
+from callbacks.pruning.dynamics import cosine_decay, mask_densities
+from callbacks.pruning.masks import erk_densities, layer_sparsities, random_masks, sparsity_of
+from callbacks.pruning.regrowth import Regrowth
+from callbacks.pruning.tracker import MaskTracker
 from common.errors import ConfigError, check_choice, check_range
 
 SCORES = ("magnitude", "ema")
 INITIAL_MASKS = ("magnitude", "erk")
+#: checkpoint keys of the target encoder's masks (the field names of MaskTracker.state_dict -> these)
+TARGET_STATE_KEYS = {"masks": "target_masks", "events": "target_events"}
 
 
-class SynchronizedPruning(GradualMagnitudePruning):
+class SynchronizedPruning(CubicSchedulePruning):
     """GMP of the online encoder + the target encoder pruned in step at ``online - density_gap``.
 
     Args:
         final_sparsity, begin_step, end_step, frequency, initial_sparsity, begin_epoch, end_epoch:
-            the online encoder's cubic schedule (see :class:`GradualMagnitudePruning`).
+            the online encoder's cubic schedule (see :class:`~callbacks.pruning.cubic.CubicSchedulePruning`).
         density_gap: the target encoder's sparsity is lower by this much at every event, in
             ``[0, final_sparsity]`` (author scripts: 0.3).
         score: ``"magnitude"`` (|w|) or ``"ema"`` (an EMA of |w|, per optimiser step).
         score_momentum: EMA coefficient of ``score="ema"``, in ``[0, 1)``.
-        scope, granularity, n, m, norm, nm_indivisible, min_layer_density: the mask options of
-            :class:`~callbacks.pruning.base.PruningCallback`, used for both encoders (N:M default
-            2:4; ``final_sparsity = 1 - n/m`` gives the exact pattern online, the target keeps
-            ``density_gap`` more of each layer).
+        revival, initial_mask, mask_seed, regrow_fraction, regrow_end_step: the authors' recipe
+            (module docstring); ``initial_mask="erk"`` needs ``initial_sparsity > 0``, ERK and
+            regrowth need ``granularity="unstructured"``.
+        scope, granularity, n, m, norm, nm_indivisible, min_layer_density, targets: the mask
+            options of :class:`~callbacks.pruning.base.PruningCallback`, used for both encoders (N:M
+            default 2:4; ``final_sparsity = 1 - n/m`` gives the exact pattern online, the target
+            keeps ``density_gap`` more of each layer). Named here rather than taken as
+            ``**kwargs``: their order is the order ``--help`` and the "its options are" error list.
     """
 
     schedule_name = "synccp"
@@ -123,25 +135,21 @@ class SynchronizedPruning(GradualMagnitudePruning):
         if (initial_mask == "erk" or regrow_fraction > 0) and granularity != "unstructured":
             raise ConfigError(f"initial_mask='erk' and regrow_fraction > 0 need granularity='unstructured', not {granularity!r}")
         super().__init__(
-            final_sparsity, begin_step, end_step, frequency, initial_sparsity=initial_sparsity, scope=scope,
-            granularity=granularity, n=n, m=m, norm=norm, nm_indivisible=nm_indivisible, begin_epoch=begin_epoch,
-            end_epoch=end_epoch, min_layer_density=min_layer_density, targets=targets,
-        )
+            final_sparsity, begin_step, end_step, frequency, initial_sparsity=initial_sparsity, begin_epoch=begin_epoch,
+            end_epoch=end_epoch, scope=scope, granularity=granularity, n=n, m=m, norm=norm, nm_indivisible=nm_indivisible,
+            min_layer_density=min_layer_density, targets=targets,
+        )  # fmt: skip
         check_range("density_gap", density_gap, low=0.0, high=final_sparsity)
         check_choice("score", score, SCORES)
         check_range("score_momentum", score_momentum, low=0.0, high=1.0, high_inclusive=False)
-        self.schedule_name = "synccp"
         self.density_gap = float(density_gap)
         self.score = score
         self.score_momentum = float(score_momentum)
-        #: target parameter name -> BoolTensor (True = kept)
-        self.target_masks: dict[str, Tensor] = {}
-        #: one record per target mask change: {"step", "target", "measured", "oscillation"}
-        self.target_events: list[dict[str, float]] = []
+        #: the target encoder's masks (keyed by target parameter name) and their events
+        self.target = MaskTracker()
         #: whether the module has a momentum encoder to synchronize (set in setup)
         self.synchronized: bool | None = None
         self._target_names: dict[str, str] = {}  # online name -> target name
-        self._target_bound: list[tuple[nn.Parameter, Tensor]] = []
         self._ema_scores: dict[str, Tensor] = {}  # param name (online or target) -> EMA of |w|
         self.revival = bool(revival)
         self.initial_mask = initial_mask
@@ -152,17 +160,32 @@ class SynchronizedPruning(GradualMagnitudePruning):
         #: revival: values of the pruned entries (online and target names), 0 where kept
         self._shadow: dict[str, Tensor] = {}
         self._dense_online: dict[str, Tensor] | None = None
-        self._grads: dict[str, Tensor] | None = None
-        #: one record per topology update: {"step", "drop_fraction", "regrown"}
-        self.regrow_events: list[dict[str, float]] = []
+        #: regrow_fraction > 0: the dense gradients of an event's step and one record per topology update
+        self.regrowth = Regrowth()
+
+    @property
+    def target_masks(self) -> dict[str, Tensor]:
+        """Target parameter name -> BoolTensor (True = kept); empty while the target is dense."""
+        return self.target.masks
+
+    @property
+    def target_events(self) -> list[dict[str, Any]]:
+        """One record per target mask change: ``{"step", "target", "measured", "oscillation"}``."""
+        return self.target.events
+
+    @property
+    def regrow_events(self) -> list[dict[str, Any]]:
+        """One record per topology update (``regrow_fraction > 0``): ``{"step", "drop_fraction", "regrown"}``."""
+        return self.regrowth.events
 
     # ------------------------------------------------------------------------------------------
     # pairing
     # ------------------------------------------------------------------------------------------
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         super().setup(trainer, pl_module, stage)
-        pairs_of = getattr(pl_module, "target_pairs", None)
-        if not callable(pairs_of) or not pairs_of():
+        pairs = module_api.target_pairs(pl_module)
+        if not pairs:
             self.synchronized = False
             self._target_names = {}
             if stage == "fit":
@@ -172,7 +195,6 @@ class SynchronizedPruning(GradualMagnitudePruning):
                     f"pruning of that encoder (density_gap={self.density_gap:g} is unused)"
                 )
             return
-        pairs = pairs_of()
         names = {id(p): name for name, p in pl_module.named_parameters()}
         mapping: dict[str, str] = {}
         for online in self.prunable(pl_module):
@@ -218,34 +240,24 @@ class SynchronizedPruning(GradualMagnitudePruning):
             return weights
         return {name: self._ema_scores.get(name, w.abs()).to(w.device) for name, w in weights.items()}
 
+    @override
     def compute_new_masks(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, weights: dict[str, Tensor], sparsity: float
     ) -> dict[str, Tensor]:
         dense = {name: self._dense(name, w) for name, w in weights.items()} if self.revival else weights
         scores = self._scores(dense)
         if self.revival:  # from the dense weights, every entry a candidate: a pruned weight can revive
-            masks = compute_masks(
-                scores, sparsity, scope=self.scope, granularity=self.granularity, n=self.n, m=self.m, norm=self.norm,
-                min_layer_density=self.min_layer_density, allow_regrowth=True,
-            )  # fmt: skip
+            masks = self.options.compute(scores, sparsity, allow_regrowth=True)
         else:
             masks = super().compute_new_masks(trainer, pl_module, scores, sparsity)
-        return self._regrow(trainer, dense, masks)
-
-    def _regrow(self, trainer: pl.Trainer, weights: dict[str, Tensor], masks: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The authors' prune_and_regrow after the magnitude step (``regrow_fraction > 0``)."""
-        grads, self._grads = self._grads, None
         if self.regrow_fraction <= 0.0:
             return masks
+        # the authors' prune_and_regrow after the magnitude step
         step = int(trainer.global_step)
         r = cosine_decay(self.regrow_fraction, step, begin_step=self.schedule_begin, end_step=int(self.regrow_end or 0))
-        if grads is None or set(grads) != set(masks) or r <= 0.0 or not any(bool(g.any()) for g in grads.values()):
-            self.regrow_events.append({"step": step, "drop_fraction": r, "regrown": 0})
-            return masks
-        new, regrown = drop_and_regrow(weights, grads, masks, r)
-        self.regrow_events.append({"step": step, "drop_fraction": r, "regrown": int(sum(regrown.values()))})
-        return new
+        return self.regrowth.regrow(step, dense, masks, r)
 
+    @override
     def event_key(self, trainer: pl.Trainer, step: int) -> int | None:
         if self.regrow_fraction <= 0.0 or self.regrow_end is None or step < self.schedule_end:
             return super().event_key(trainer, step)
@@ -253,6 +265,7 @@ class SynchronizedPruning(GradualMagnitudePruning):
         last = max(0, (int(self.regrow_end) - 1 - self.schedule_begin) // self.frequency)
         return min((step - self.schedule_begin) // self.frequency, last) + 1
 
+    @override
     @torch.no_grad()
     def after_mask_change(self, trainer: pl.Trainer, pl_module: pl.LightningModule, previous: dict[str, Tensor]) -> None:
         if self.revival:
@@ -272,6 +285,7 @@ class SynchronizedPruning(GradualMagnitudePruning):
             p[revived] = before[revived].to(p.dtype)
             self._shadow[name] = torch.where(mask, torch.zeros_like(before), before).to(p.dtype)
 
+    @override
     def update_masks(self, trainer: pl.Trainer, pl_module: pl.LightningModule, sparsity: float) -> None:
         if self.revival:  # the dense online view before the change
             self._dense_online = {n: self._dense(n, p.detach()).clone() for n, p in self.prunable(pl_module).items()}
@@ -284,25 +298,11 @@ class SynchronizedPruning(GradualMagnitudePruning):
     # target masks
     # ------------------------------------------------------------------------------------------
     def _bind_target(self, pl_module: pl.LightningModule) -> None:
-        if not self.target_masks or not self.synchronized:
-            self._target_bound = []
-            return
-        params = self._target_params(pl_module)
-        if set(params) != set(self.target_masks):
-            differing = sorted(set(params) ^ set(self.target_masks))
-            raise ValueError(f"target-encoder masks do not match the model's target parameters; differing names: {differing[:5]}")
-        bound = []
-        for name, p in params.items():
-            mask = self.target_masks[name].to(device=p.device, dtype=torch.bool)
-            self.target_masks[name] = mask
-            bound.append((p, mask.to(p.dtype)))
-        self._target_bound = bound
-
-    @torch.no_grad()
-    def apply_target_masks(self) -> None:
-        """``w.mul_(mask)`` for every masked target-encoder parameter."""
-        if self._target_bound:
-            torch._foreach_mul_([p for p, _ in self._target_bound], [f for _, f in self._target_bound])
+        if self.target_masks and self.synchronized:  # names checked; shapes were checked in setup
+            params = self._target_params(pl_module)
+            self.target.bind(params, kind="target-encoder", of="target parameters", check_shapes=False)
+        else:
+            self.target.unbind()
 
     def target_schedule(self, online_sparsity: float) -> float:
         """The target encoder's sparsity for an online sparsity: ``max(0, online - density_gap)``."""
@@ -314,26 +314,25 @@ class SynchronizedPruning(GradualMagnitudePruning):
         weights = {name: p.detach() for name, p in params.items()}
         dense = {name: self._dense(name, w).clone() for name, w in weights.items()} if self.revival else None
         previous = self.target_masks
-        new = compute_masks(
-            self._scores(dense if dense is not None else weights), sparsity, scope=self.scope, granularity=self.granularity,
-            n=self.n, m=self.m, norm=self.norm, current_masks=None if self.revival else (self.target_masks or None),
-            min_layer_density=self.min_layer_density, allow_regrowth=self.revival,
+        new = self.options.compute(
+            self._scores(dense if dense is not None else weights), sparsity,
+            current_masks=None if self.revival else (self.target_masks or None), allow_regrowth=self.revival,
         )  # fmt: skip
-        self.target_masks = self._agree_across_ranks(trainer, new)
+        self.target.masks = agree_across_ranks(trainer, new)
         self._bind_target(pl_module)
-        self.apply_target_masks()
+        self.target.apply()
         if self.revival:
             self._keep_aside(params, self.target_masks, previous, dense)
         measured = sparsity_of(weights)
-        change = mask_change(previous or None, self.target_masks)
         step = int(trainer.global_step)
-        self.target_events.append({"step": step, "target": float(sparsity), "measured": measured, "oscillation": change.flipped})
+        change = self.target.record(previous, step=step, target=float(sparsity), measured=measured)
         metrics = {"sparsity/target_encoder": measured, "sparsity/target_encoder_scheduled": float(sparsity)}
         metrics.update({f"sparsity/{name}": value for name, value in layer_sparsities(weights).items()})
         for logger in trainer.loggers:
             logger.log_metrics(metrics, step=step)
         self._log_dynamics(trainer, pl_module, change, prefix="pruning/target_encoder/")
 
+    @override
     def target_densities(self) -> dict[str, float]:
         densities = mask_densities(self.target_masks)
         return {online: densities[target] for online, target in self._target_names.items() if target in densities}
@@ -343,20 +342,11 @@ class SynchronizedPruning(GradualMagnitudePruning):
         return sparsity_of({name: p.detach() for name, p in self._target_params(pl_module).items()})
 
     # ------------------------------------------------------------------------------------------
-    # hooks
+    # the sparse random start (initial_mask="erk")
     # ------------------------------------------------------------------------------------------
-    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        # after a checkpoint restore: bind and re-apply the target masks before the online schedule
-        # (which may run an event right now, updating both)
-        self._bind_target(pl_module)
-        self.apply_target_masks()
-        if self.regrow_fraction > 0 and self.regrow_end_step is None:
-            pretrain_end = getattr(pl_module, "pretrain_end_step", None)
-            self.regrow_end = int(pretrain_end()) if callable(pretrain_end) else int(trainer.estimated_stepping_batches)
-        if self.initial_mask == "erk" and not self.masks and int(trainer.global_step) == 0:
-            self.schedule_begin, self.schedule_end = self.resolve_schedule(trainer, pl_module)
-            self._erk_start(trainer, pl_module)
-        super().on_train_start(trainer, pl_module)
+    def _erk_start_due(self, trainer: pl.Trainer) -> bool:
+        """Whether this fit starts from ERK masks: asked for, and a fresh run (no restored masks)."""
+        return self.initial_mask == "erk" and not self.masks and int(trainer.global_step) == 0
 
     @torch.no_grad()
     def _erk_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -365,14 +355,13 @@ class SynchronizedPruning(GradualMagnitudePruning):
         shapes = {name: tuple(p.shape) for name, p in params.items()}
         online = random_masks(params, erk_densities(shapes, 1.0 - self.initial_sparsity), seed=self.mask_seed)
         self._dense_online = {n: p.detach().clone() for n, p in params.items()} if self.revival else None
-        self.masks = self._agree_across_ranks(trainer, online)
+        self.tracker.masks = agree_across_ranks(trainer, online)
         self._bind(pl_module)
-        self.apply_masks()
+        self.tracker.apply()
         self.after_mask_change(trainer, pl_module, {})
         self._dense_online = None
         measured = sparsity_of({n: p.detach() for n, p in params.items()})
-        change = mask_change(None, self.masks)
-        self.events.append({"step": 0, "target": self.initial_sparsity, "measured": measured, "oscillation": change.flipped})
+        change = self.tracker.record({}, step=0, target=self.initial_sparsity, measured=measured)
         self._log(trainer, {n: p.detach() for n, p in params.items()}, self.initial_sparsity, measured)
         self._log_dynamics(trainer, pl_module, change)
         if self.synchronized:
@@ -383,57 +372,74 @@ class SynchronizedPruning(GradualMagnitudePruning):
                 masks = random_masks(targets, erk_densities(t_shapes, target_density), seed=self.mask_seed + 1)
             else:
                 masks = {name: torch.ones_like(p, dtype=torch.bool) for name, p in targets.items()}
-            self.target_masks = self._agree_across_ranks(trainer, masks)
+            self.target.masks = agree_across_ranks(trainer, masks)
             self._bind_target(pl_module)
-            self.apply_target_masks()
+            self.target.apply()
             if self.revival:
                 self._keep_aside(targets, self.target_masks, {}, {n: p.detach().clone() for n, p in targets.items()})
             t_measured = sparsity_of({n: p.detach() for n, p in targets.items()})
-            self.target_events.append({"step": 0, "target": 1.0 - target_density, "measured": t_measured,
-                                       "oscillation": mask_change(None, self.target_masks).flipped})  # fmt: skip
-        self._last_event = self.event_key(trainer, 0)  # the start is this event: no magnitude masks on top
+            self.target.record({}, step=0, target=1.0 - target_density, measured=t_measured)
+        self.tracker.last_event = self.event_key(trainer, 0)  # the start is this event: no magnitude masks on top
 
+    # ------------------------------------------------------------------------------------------
+    # hooks
+    # ------------------------------------------------------------------------------------------
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # after a checkpoint restore: bind and re-apply the target masks before the online schedule
+        # (which may run an event right now, updating both)
+        self._bind_target(pl_module)
+        self.target.apply()
+        if self.regrow_fraction > 0 and self.regrow_end_step is None:
+            pretrain_end = module_api.pretrain_end_step(pl_module)
+            self.regrow_end = pretrain_end if pretrain_end is not None else int(trainer.estimated_stepping_batches)
+        if self._erk_start_due(trainer):
+            self.schedule_begin, self.schedule_end = self.resolve_schedule(trainer, pl_module)
+            self._erk_start(trainer, pl_module)
+        super().on_train_start(trainer, pl_module)
+
+    @override
     def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer: Any) -> None:
         if self.regrow_fraction > 0:
-            # the step about to happen is global_step + 1: if it brings an event, keep the dense
-            # gradients (pruned entries included) before the base class masks them
-            key = self.event_key(trainer, int(trainer.global_step) + 1)
-            params = self.prunable(pl_module)
-            if key is not None and key != self._last_event and all(p.grad is not None for p in params.values()):
-                self._grads = {name: p.grad.detach().clone() for name, p in params.items()}
-        super().on_before_optimizer_step(trainer, pl_module, optimizer)
+            self.regrowth.gradients = self.dense_gradients_before_event(trainer, pl_module)
+        super().on_before_optimizer_step(trainer, pl_module, optimizer)  # masks the gradients
+
+    def _momentum_update_saw_zeros(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
+        """Revival with a momentum encoder, and the module's EMA of this step has run: it averaged the
+        zeroed online entries, where the authors' target averages the dense ones."""
+        return bool(self.revival and self.synchronized) and module_api.last_momentum_update_step(pl_module) == int(trainer.global_step)
 
     @torch.no_grad()
     def _dense_momentum_correction(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Revival: the module's EMA used the zeroed online entries; the authors' target averages the
-        dense online weights, so add ``(1 - tau) * kept-aside value`` where the online mask is off."""
-        if not (self.revival and self.synchronized) or getattr(pl_module, "last_momentum_update_step", None) != int(trainer.global_step):
+        """Revival: add ``(1 - tau) * kept-aside value`` to the target where the online mask is off."""
+        if not self._momentum_update_saw_zeros(trainer, pl_module):
             return
-        tau = float(getattr(pl_module, "tau", 1.0))
+        tau = module_api.momentum_tau(pl_module)
         params = self._target_params(pl_module)
         for online, target in self._target_names.items():
             shadow = self._shadow.get(online)
             if shadow is not None:
                 params[target].add_(shadow.to(params[target].device), alpha=1.0 - tau)
 
+    @override
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
     ) -> None:
-        stepped = int(trainer.global_step) != self._applied_step  # False within gradient accumulation
+        stepped = self._optimizer_stepped(trainer)  # False within gradient accumulation
         if stepped:
             self._dense_momentum_correction(trainer, pl_module)
         if stepped and self.score == "ema":
             self._update_ema_scores(pl_module)
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
-        self._grads = None  # used by this step's update, or not needed: never reuse old gradients
+        self.regrowth.gradients = None  # used by this step's update, or not needed: never reuse old gradients
         if stepped:
             # the module's momentum update of this step already ran (BYOLModel.optimizer_step)
-            self.apply_target_masks()
+            self.target.apply()
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         state = super().state_dict()
-        state["target_masks"] = {name: mask.detach().cpu().clone() for name, mask in self.target_masks.items()}
-        state["target_events"] = [dict(e) for e in self.target_events]
+        state.update(self.target.state_dict(TARGET_STATE_KEYS))
         if self.score == "ema":
             state["ema_scores"] = {name: s.detach().cpu().clone() for name, s in self._ema_scores.items()}
         if self.revival:
@@ -442,15 +448,15 @@ class SynchronizedPruning(GradualMagnitudePruning):
             state["regrow_events"] = [dict(e) for e in self.regrow_events]
         return state
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         super().load_state_dict(state_dict)
-        self.target_masks = {name: m.to(torch.bool) for name, m in state_dict.get("target_masks", {}).items()}
-        self.target_events = [dict(e) for e in state_dict.get("target_events", [])]
+        self.target.load_state_dict(state_dict, TARGET_STATE_KEYS)
         self._ema_scores = {name: s.clone() for name, s in state_dict.get("ema_scores", {}).items()}
         self._shadow = {name: s.clone() for name, s in state_dict.get("shadow", {}).items()}
-        self.regrow_events = [dict(e) for e in state_dict.get("regrow_events", [])]
-        self._target_bound = []
+        self.regrowth.events = [dict(e) for e in state_dict.get("regrow_events", [])]
 
+    @override
     def run_summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
         out = super().run_summary(trainer, pl_module)
         out["synchronized"] = bool(self.synchronized)
