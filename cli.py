@@ -40,7 +40,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonargparse import Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
@@ -54,14 +53,14 @@ from callbacks.pruning.base import PruningCallback
 from callbacks.pruning.oneshot import OneShotPruning
 from callbacks.resume import AtomicCheckpointIO, ResumableCSVLogger, ResumeCheckpoint, RngState, read_last_info, truncate_csv
 from callbacks.run_summary import RUN_JSON, RunSummary, read_run_json
+from callbacks.sync_batchnorm import GlobalBatchNormSync
+from common.config_compose import COMPOSE_KEY, drop_inserted, expand_config_args
+from common.errors import ConfigError, check_choice, check_range
+from common.parser_errors import CLASS_SLOTS, condense_parser_error, known_classes
+from common.protocols import PlannedModule
 from common.run_folder import CHECKPOINTS_DIR, CONFIG_YAML, CSV_DIR, LAST_CKPT_FILE, METRICS_CSV_FILE, MODEL_CLASS_METHODS, PER_SAMPLE_TEST, WANDB_DIR
 from datamodules.base import ImageDataModule
 from lightning_modules.base import RepresentationModule
-from common.config_compose import COMPOSE_KEY, drop_inserted, expand_config_args
-from common.errors import ConfigError, check_choice, check_range
-from common.protocols import PlannedModule
-from common.parser_errors import CLASS_SLOTS, condense_parser_error, known_classes
-from callbacks.sync_batchnorm import GlobalBatchNormSync
 
 # the method and pruning packages import their classes on first use; jsonargparse knows (for short
 # class names and the "known subclasses" of --help) only the subclasses already imported

@@ -8,6 +8,7 @@ starts. The first steps pay the compilation (a minute or two on a GPU); worth it
 from __future__ import annotations
 
 import lightning.pytorch as pl
+from typing_extensions import override
 
 from common.errors import check_choice
 from common.protocols import HasEncoder, require
@@ -26,6 +27,7 @@ class CompileEncoder(pl.Callback):
         check_choice("CompileEncoder.mode", mode, MODES)
         self.mode = mode
 
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         require(pl_module, HasEncoder, needed_by="callbacks CompileEncoder", role="model")
         if stage == "fit":

@@ -41,6 +41,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.loggers.csv_logs import ExperimentWriter
 from lightning.pytorch.trainer.states import TrainerFn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from typing_extensions import override
 
 from common.io import atomic_open, atomic_write_text
 from common.run_folder import LAST_CKPT as LAST
@@ -127,31 +128,38 @@ class ResumeCheckpoint(pl.Callback):
             os.replace(self.pending_path, self.last_path)
             atomic_write_text(self.dirpath / LAST_INFO, json.dumps(info) + "\n")
 
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._last_save = time.monotonic()
 
+    @override
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: Any, batch: Any, batch_idx: int) -> None:
         self.commit(trainer)
 
+    @override
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.commit(trainer)
 
+    @override
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: Any, outputs: Any, batch: Any, batch_idx: int) -> None:
         if self.every_seconds > 0 and self._fitting(trainer) and time.monotonic() - self._last_save >= self.every_seconds:
             self.save(trainer, "time")
 
+    @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._fitting(trainer) and self._saved_step != int(trainer.global_step):
             self.save(trainer, "epoch")
         elif self._fitting(trainer) and self._pending is not None:
             self._pending["reason"] = "epoch"  # the time-based one of the last batch is this epoch's
 
+    @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # training stopped inside an epoch (trainer.max_steps, should_stop): last.ckpt holds the final weights too
         if self._fitting(trainer) and self._saved_step != int(trainer.global_step):
             self.save(trainer, "end")
         self.commit(trainer)
 
+    @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         # SIGTERM is raised at a clean batch boundary, after the batch's metrics were logged
         if isinstance(exception, SIGTERMException) and self._fitting(trainer):
@@ -170,6 +178,7 @@ class RngState(pl.Callback):
     def __init__(self) -> None:
         self._pending: dict[str, Any] | None = None
 
+    @override
     def state_dict(self) -> dict[str, Any]:
         kind, keys, pos, has_gauss, gauss = np.random.get_state()
         state: dict[str, Any] = {
@@ -181,6 +190,7 @@ class RngState(pl.Callback):
             state["cuda"] = torch.cuda.get_rng_state_all()
         return state
 
+    @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict
         self._restore()
@@ -196,9 +206,11 @@ class RngState(pl.Callback):
         if "cuda" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all(state["cuda"])
 
+    @override
     def on_sanity_check_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore()
 
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._pending = None
 

@@ -35,6 +35,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+from typing_extensions import override
 
 from callbacks.resume import now_iso
 from common.io import atomic_write_bytes
@@ -143,9 +144,11 @@ class RunSummary(pl.Callback):
             )
 
     # -- hooks ------------------------------------------------------------------------------------
+    @override
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._fit_started = time.perf_counter()
 
+    @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         # after any checkpoint restore: global_step / current_epoch are where this segment starts
         self._segment = {
@@ -156,6 +159,7 @@ class RunSummary(pl.Callback):
         updates.update(status="running", status_reason=None, segments=self._segments(trainer))
         self._write(trainer, updates)
 
+    @override
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._fit_started is not None:
             self._fit_seconds = time.perf_counter() - self._fit_started
@@ -164,9 +168,11 @@ class RunSummary(pl.Callback):
         updates["segments"] = self._segments(trainer)
         self._write(trainer, updates)
 
+    @override
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write(trainer, self.collect(trainer, pl_module, "test"))
 
+    @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         interrupted = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
         status = "interrupted" if interrupted else "failed"

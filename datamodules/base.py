@@ -43,6 +43,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from typing_extensions import override
 
 from common.data_spec import AUGMENTATIONS, TrainDataSpec
 from common.errors import ConfigError, check_choice, check_range
@@ -270,11 +271,13 @@ class ImageDataModule(pl.LightningDataModule):
         raise NotImplementedError
 
     # -- Lightning hooks ----------------------------------------------------------------------
+    @override
     def prepare_data(self) -> None:
         # runs on one process per node: download / verify once
         self.load_arrays(train=True)
         self.load_arrays(train=False)
 
+    @override
     def setup(self, stage: str | None = None) -> None:
         if self._arrays is not None:
             return
@@ -396,6 +399,7 @@ class ImageDataModule(pl.LightningDataModule):
             self._device_augment[kind] = DeviceAugment(kind, mean=self.mean, std=self.std, vflip=self.hparams.vflip)
         return self._device_augment[kind].to(device)
 
+    @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
         if self.augment_on != "device" or not isinstance(batch, dict) or "epoch" not in batch:
             return batch
@@ -422,6 +426,7 @@ class ImageDataModule(pl.LightningDataModule):
             return 0
         return int(trainer.fit_loop.epoch_loop.batch_progress.current.ready)
 
+    @override
     def train_dataloader(self) -> DataLoader:
         trainer = self._trainer_or_none()
         if trainer is not None and self._phases_differ(trainer) and not trainer.reload_dataloaders_every_n_epochs:
@@ -435,6 +440,7 @@ class ImageDataModule(pl.LightningDataModule):
         resolved = {spec or self.default_spec() for spec in specs.values()}
         return len(resolved) > 1
 
+    @override
     def val_dataloader(self) -> DataLoader:
         if self.val_source == "holdout":
             ds = self._dataset("train", self._transform("none"), self._holdout_indices)
@@ -442,10 +448,12 @@ class ImageDataModule(pl.LightningDataModule):
             ds = self._dataset("test", self._transform("none"))
         return self._loader(ds, batch_size=self.eval_batch_size)
 
+    @override
     def test_dataloader(self) -> DataLoader:
         ds = self._dataset("test", self._transform("none"))
         return self._loader(ds, batch_size=self.eval_batch_size)
 
+    @override
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 

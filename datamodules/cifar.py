@@ -8,6 +8,7 @@ from urllib.error import URLError
 import torch
 from torch import Tensor
 from torchvision import datasets
+from typing_extensions import override
 
 from common.errors import ConfigError
 from datamodules.base import ImageDataModule, uint8_hwc_to_chw
@@ -29,6 +30,7 @@ class CIFAR10DataModule(ImageDataModule):
     std = (0.2047, 0.2435, 0.2616)
     _dataset_cls = datasets.CIFAR10
 
+    @override
     def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
         cls = self._dataset_cls
         folder = Path(self.data_dir) / cls.base_folder

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchvision import datasets
 from torchvision.datasets import utils as tv_utils
+from typing_extensions import override
 
 from common.errors import ConfigError
 from datamodules.base import ImageDataModule
@@ -90,6 +91,7 @@ class FashionMNISTDataModule(ImageDataModule):
                     return folder / name
         return None
 
+    @override
     def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
         paths = [self._find(stem) for stem in FILES[train]]
         if None in paths and self.download:
@@ -193,6 +195,7 @@ class FashionMNISTMiniDataModule(ImageDataModule):
                 self._npz = {key: npz[key] for key in npz.files}
         return self._npz
 
+    @override
     def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
         split = "train" if train else "test"
         arrays = self._read()

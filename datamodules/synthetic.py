@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import Tensor
+from typing_extensions import override
 
 from common.errors import check_range
 from datamodules.base import ImageDataModule
@@ -56,6 +57,7 @@ class SyntheticDataModule(ImageDataModule):
         self.seed = seed
         self.noise = noise
 
+    @override
     def load_arrays(self, train: bool) -> tuple[Tensor, Tensor]:
         n = self.train_size if train else self.test_size
         return make_synthetic_images(n, num_classes=self.num_classes, seed=self.seed, stream=0 if train else 1, noise=self.noise)

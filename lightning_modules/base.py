@@ -33,6 +33,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import override
 
 from common.data_spec import TrainDataSpec
 from common.distributed import gather_unique_rows
@@ -119,6 +120,7 @@ class RepresentationModule(pl.LightningModule):
                         out[prefix + "bias"] = module.bias
         return out
 
+    @override
     def forward(self, x: Tensor) -> Tensor:
         return self.classify(x)
 
@@ -173,6 +175,7 @@ class RepresentationModule(pl.LightningModule):
             self._plan = self.training_plan()
         return self._plan
 
+    @override
     def on_fit_start(self) -> None:
         self._plan = None
 
@@ -211,6 +214,7 @@ class RepresentationModule(pl.LightningModule):
         elif self.finetune_epochs >= max_epochs:
             raise ConfigError(f"finetune_epochs={self.finetune_epochs} must be below trainer.max_epochs={max_epochs}")
 
+    @override
     def setup(self, stage: str) -> None:
         if stage == "fit":
             self.check_fit_config(self.trainer.max_epochs, self.trainer.datamodule)
@@ -253,6 +257,7 @@ class RepresentationModule(pl.LightningModule):
         rows = gather_unique_rows(self.trainer, local)
         return rows if len(rows["index"]) else None
 
+    @override
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         out = self._eval_step(batch)
         self._keep_eval_rows("val", out, **self._extra_val_columns(out))
@@ -261,6 +266,7 @@ class RepresentationModule(pl.LightningModule):
     def _extra_val_columns(self, out: dict[str, Tensor]) -> dict[str, Tensor]:
         return {}
 
+    @override
     def on_validation_epoch_end(self) -> None:
         rows = self._gathered_eval_rows("val")
         if rows is None:
@@ -273,11 +279,13 @@ class RepresentationModule(pl.LightningModule):
     def _log_extra_val(self, rows: dict[str, Tensor]) -> None:
         pass
 
+    @override
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         out = self._eval_step(batch)
         self._keep_eval_rows("test", out)
         return out
 
+    @override
     def on_test_epoch_end(self) -> None:
         rows = self._gathered_eval_rows("test")
         if rows is None:
@@ -300,6 +308,7 @@ class RepresentationModule(pl.LightningModule):
         ``model.train()``)."""
         return []
 
+    @override
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         # Lightning puts the module in train mode at fit start and after each validation; a phase
         # that freezes part of it (the head phase) must not leave it frozen for the next phase
@@ -308,9 +317,11 @@ class RepresentationModule(pl.LightningModule):
             module.eval()
 
     # -- timing --------------------------------------------------------------------------------
+    @override
     def on_train_epoch_start(self) -> None:
         self._epoch_started = time.perf_counter()
 
+    @override
     def on_train_epoch_end(self) -> None:
         if self._epoch_started is not None:
             self.log("train/epoch_time_s", time.perf_counter() - self._epoch_started, sync_dist=True)

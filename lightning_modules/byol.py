@@ -47,6 +47,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import override
 
 from common.errors import check_range
 from common.schedules import cosine_factor
@@ -134,6 +135,7 @@ class BYOLModel(PhasedRepresentationModule):
         self.last_momentum_update_step: int | None = None
         self.tau: float = base_tau
 
+    @override
     def build_heads(self) -> None:
         hp = self.hparams
         self.projector = MLPHead(self.feature_dim, hp.proj_hidden_dim, hp.proj_dim)
@@ -175,6 +177,7 @@ class BYOLModel(PhasedRepresentationModule):
         torch._foreach_mul_(targets, tau)
         torch._foreach_add_(targets, sources, alpha=1.0 - tau)
 
+    @override
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         if self.phase != "contrastive":
@@ -185,15 +188,18 @@ class BYOLModel(PhasedRepresentationModule):
         self.last_momentum_update_step = step
 
     # -- the method ------------------------------------------------------------------------------
+    @override
     def pretrain_parameters(self) -> list[nn.Parameter]:
         return list(self.encoder.parameters()) + list(self.projector.parameters()) + list(self.predictor.parameters())
 
+    @override
     def frozen_in_head_phase(self) -> list[nn.Module]:
         return [self.encoder, self.projector, self.predictor, self.target_encoder, self.target_projector]
 
     def target_encode(self, x: Tensor) -> Tensor:
         return self.target_encoder(self._prep(x))
 
+    @override
     def pretrain_step(self, batch: dict[str, Tensor], batch_idx: int) -> tuple[Tensor, Tensor]:
         views: list[Tensor] = batch["views"]
         v1, v2 = views[0], views[1]

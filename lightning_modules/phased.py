@@ -44,6 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
 
 from common.data_spec import AUGMENTATIONS, TrainDataSpec
 from common.errors import ConfigError, check_choice, check_range
@@ -171,6 +172,7 @@ class PhasedRepresentationModule(RepresentationModule):
         return [self.encoder]
 
     # -- phases ---------------------------------------------------------------------------------
+    @override
     def phase_epochs(self, max_epochs: int) -> list[tuple[str, int]]:
         if self.finetune_only:
             return [("finetune", max_epochs)]
@@ -181,6 +183,7 @@ class PhasedRepresentationModule(RepresentationModule):
             ("finetune", self.finetune_epochs),
         ]
 
+    @override
     def train_data_specs(self) -> dict[str, TrainDataSpec | None]:
         hp = self.hparams
         head = None
@@ -188,6 +191,7 @@ class PhasedRepresentationModule(RepresentationModule):
             head = TrainDataSpec(hp.head_augmentation, 1, hp.head_batch_size) if hp.head_batch_size else None
         return {"contrastive": None, "head": head, "finetune": self.finetune_spec}
 
+    @override
     def frozen_modules(self) -> list[nn.Module]:
         return self.frozen_in_head_phase() if self.phase == "head" else []
 
@@ -199,6 +203,7 @@ class PhasedRepresentationModule(RepresentationModule):
         phase = self.plan().phase("contrastive")
         return 0 if phase is None else phase.end_step
 
+    @override
     def check_fit_config(self, max_epochs: int | None, datamodule: Any = None) -> None:
         super().check_fit_config(max_epochs, datamodule)
         assert max_epochs is not None
@@ -216,10 +221,12 @@ class PhasedRepresentationModule(RepresentationModule):
                 "(set --data.init_args.views 2 or use configs/data/cifar10_contrastive.yaml)"
             )
 
+    @override
     def _classifier_is_trained(self) -> bool:
         return self.trainer.state.fn != "fit" or self.phase != "contrastive"
 
     # -- training -------------------------------------------------------------------------------
+    @override
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss = self._phase_step(batch, batch_idx)
         if self.trainer.world_size > 1:
@@ -263,16 +270,19 @@ class PhasedRepresentationModule(RepresentationModule):
         return loss + probe_loss  # the probe sees detached features: its gradient never reaches the encoder
 
     # -- evaluation: the online probe, de-duplicated like the classifier ------------------------
+    @override
     def _eval_columns(self, stage: str) -> dict[str, torch.dtype]:
         columns = super()._eval_columns(stage)
         if stage == "val":
             columns["probe_pred"] = torch.long
         return columns
 
+    @override
     def _extra_val_columns(self, out: dict[str, Tensor]) -> dict[str, Tensor]:
         with torch.no_grad():
             return {"probe_pred": self.probe(out["features"]).argmax(dim=1)}
 
+    @override
     def _log_extra_val(self, rows: dict[str, Tensor]) -> None:
         self.log("probe/val_acc", (rows["probe_pred"] == rows["label"]).float().mean().item())
 
@@ -289,6 +299,7 @@ class PhasedRepresentationModule(RepresentationModule):
         classifier = [0.0] * pretrain + head_factors + [0.0] * rest
         return encoder, probe, classifier
 
+    @override
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         optimizer = torch.optim.SGD(
@@ -314,6 +325,7 @@ class PhasedRepresentationModule(RepresentationModule):
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, [at(f) for f in factors])
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
 
+    @override
     def run_summary(self, trainer: pl.Trainer | None, pl_module: pl.LightningModule | None) -> dict[str, Any]:
         out = super().run_summary(trainer, pl_module)
         out["head_epochs"] = self.hparams.head_epochs

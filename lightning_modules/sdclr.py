@@ -29,9 +29,8 @@ linear classifier, reported ``test/acc``) and the online probe ``probe/*``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import copy
+from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
@@ -39,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.func import functional_call
+from typing_extensions import override
 
 from callbacks.pruning.dynamics import TRAIN_FORWARD_MULTIPLIER, TrainingCostMeter, mask_densities
 from callbacks.pruning.masks import global_magnitude_masks, layer_sparsities, sparsity_of
@@ -124,6 +124,7 @@ class SDCLRModel(PhasedRepresentationModule):
         """The theoretical training FLOPs (dense view 1, pruned view 2)."""
         return self.tracker.cost
 
+    @override
     def build_heads(self) -> None:
         self.projector = ProjectionHead(self.feature_dim, self.hparams.proj_hidden_dim, self.hparams.proj_dim)
         #: the pruned branch's own BatchNorm layers, keyed by encoder module path ("." -> "__")
@@ -187,28 +188,34 @@ class SDCLRModel(PhasedRepresentationModule):
         return sparsity_of({name: w.detach() for name, w in self.pruned_weights().items()})
 
     # -- the method ------------------------------------------------------------------------------
+    @override
     def pretrain_parameters(self) -> list[nn.Parameter]:
         return list(self.encoder.parameters()) + list(self.projector.parameters()) + list(self.pruned_bn.parameters())
 
+    @override
     def frozen_in_head_phase(self) -> list[nn.Module]:
         return [self.encoder, self.projector, self.pruned_bn]
 
+    @override
     def on_train_epoch_start(self) -> None:
         super().on_train_epoch_start()
         if self.phase == "contrastive" and self.tracker.last_event != self.current_epoch:
             self.update_pruned_masks()
             self.tracker.last_event = int(self.current_epoch)
 
+    @override
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
         super().on_train_batch_start(batch, batch_idx)
         if self.cost.layer_flops is None:  # layer output sizes from one forward pass, once per fit
             self.cost.measure(self, list(self.prunable_parameters()), self.encode, batch)
         self.cost.add_batch(batch, self.branch_costs(), head_phase=self.phase == "head")
 
+    @override
     def optimizer_step(self, *args: Any, **kwargs: Any) -> None:
         super().optimizer_step(*args, **kwargs)
         self.cost.end_step(self.trainer.world_size)
 
+    @override
     def on_train_epoch_end(self) -> None:
         super().on_train_epoch_end()
         for logger in self.trainer.loggers:
@@ -216,6 +223,7 @@ class SDCLRModel(PhasedRepresentationModule):
             if metrics:
                 logger.log_metrics(metrics, step=int(self.trainer.global_step))
 
+    @override
     def pretrain_step(self, batch: dict[str, Tensor], batch_idx: int) -> tuple[Tensor, Tensor]:
         views: list[Tensor] = batch["views"]
         h_dense = self.encode(views[0])
@@ -229,12 +237,15 @@ class SDCLRModel(PhasedRepresentationModule):
         return loss_dense + loss_pruned, h_dense
 
     # -- checkpoint and summary ------------------------------------------------------------------
+    @override
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["sdclr"] = self.tracker.state_dict(SDCLR_STATE_KEYS)
 
+    @override
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         self.tracker.load_state_dict(checkpoint.get("sdclr", {}), SDCLR_STATE_KEYS)
 
+    @override
     def run_summary(self, trainer: pl.Trainer | None, pl_module: pl.LightningModule | None) -> dict[str, Any]:
         out = super().run_summary(trainer, pl_module)
         weights = {name: p.detach() for name, p in self.prunable_parameters().items()}

@@ -21,6 +21,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from typing_extensions import override
 
 from common.errors import check_choice, check_range
 from lightning_modules.losses import supcon_loss
@@ -104,16 +105,20 @@ class SupConModel(PhasedRepresentationModule):
         )  # fmt: skip
         self.method = "supcon" if supervised else "simclr"
 
+    @override
     def build_heads(self) -> None:
         self.projector = ProjectionHead(self.feature_dim, self.hparams.proj_hidden_dim, self.hparams.proj_dim)
 
     # -- the method ------------------------------------------------------------------------------
+    @override
     def pretrain_parameters(self) -> list[nn.Parameter]:
         return list(self.encoder.parameters()) + list(self.projector.parameters())
 
+    @override
     def frozen_in_head_phase(self) -> list[nn.Module]:
         return [self.encoder, self.projector]
 
+    @override
     def pretrain_step(self, batch: dict[str, Tensor], batch_idx: int) -> tuple[Tensor, Tensor]:
         views: list[Tensor] = batch["views"]
         labels = batch["label"]

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy
+from typing_extensions import override
 
 from common.errors import check_range
 from lightning_modules.base import RepresentationModule
@@ -52,6 +53,7 @@ class SupervisedClassifier(RepresentationModule):
         self.save_hyperparameters()
         self.train_acc = MulticlassAccuracy(num_classes, average="micro")
 
+    @override
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self.classify(batch["image"])
         loss = F.cross_entropy(logits, batch["label"])
@@ -60,6 +62,7 @@ class SupervisedClassifier(RepresentationModule):
         self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 
+    @override
     def configure_optimizers(self) -> Any:
         hp = self.hparams
         optimizer = torch.optim.SGD(

@@ -185,7 +185,7 @@ def test_gmp_events_exact_zeros_and_table(tmp_path: Path) -> None:
     total = sum(p.numel() for p in model.prunable_parameters().values())
     events = event_steps(begin_step=4, end_step=30, frequency=5)
     assert [e["step"] for e in pruner.events] == events == [4, 9, 14, 19, 24, 29, 30]
-    print("\nGMP event table (final 0.8, begin 4, end 30, every 5; total prunable weights %d)" % total)
+    print(f"\nGMP event table (final 0.8, begin 4, end 30, every 5; total prunable weights {total})")
     print(f"{'step':>5} {'formula':>9} {'measured':>9}")
     for e in pruner.events:
         formula = cubic_sparsity(e["step"], initial=0.0, final=0.8, begin_step=4, end_step=30, frequency=5)

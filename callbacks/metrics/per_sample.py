@@ -41,6 +41,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 from torch import Tensor
+from typing_extensions import override
 
 from callbacks.metrics.arrays import dedup_sort, merge_arrays, merge_into_npz, read_npz
 from callbacks.metrics.collector import PerSampleCollector
@@ -123,27 +124,32 @@ class PerSampleCallback(pl.Callback):
     def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, stage: str, prefix: str) -> Any:
         raise NotImplementedError
 
+    @override
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._collector.clear()
         self._timer.reset()
 
+    @override
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         if dataloader_idx == 0:
             self._collect(outputs, "test_step")
 
+    @override
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         n = self.every_n_val_epochs
         self._active = n > 0 and not trainer.sanity_checking and (trainer.current_epoch + 1) % n == 0
         self._collector.clear()
 
+    @override
     def on_validation_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
         if self._active and dataloader_idx == 0:
             self._collect(outputs, "validation_step")
 
+    @override
     def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self._active:
             self._finish(trainer, pl_module, stage=f"val_epoch{trainer.current_epoch}", prefix="val")

@@ -46,6 +46,7 @@ import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_deprecation, rank_zero_info
 from torch import Tensor
+from typing_extensions import override
 
 from callbacks.metrics.collector import PerSampleCollector
 from callbacks.metrics.logs import log_histogram, log_scalars
@@ -518,6 +519,7 @@ class PredictionDepth(pl.Callback):
         #: seconds of each probe's k-NN in the last test (benchmarks read it)
         self.knn_probe_seconds: list[float] = []
 
+    @override
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage != "test":
             return
@@ -545,20 +547,25 @@ class PredictionDepth(pl.Callback):
         return make(subset_size=self.train_subset_size, augment=self.train_augmentation == "supervised", seed=self.seed)
 
     # -- single forward pass over the test set: the module returns the probes -----------------
+    @override
     def on_test_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _set_collect_probes(pl_module, True)
 
+    @override
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         _set_collect_probes(pl_module, False)
 
+    @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         _set_collect_probes(pl_module, False)
 
+    @override
     def on_test_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._collector.clear()
         for watch in (self._total, self._forward, self._knn):
             watch.reset()
 
+    @override
     def on_test_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int, dataloader_idx: int = 0
     ) -> None:
@@ -624,6 +631,7 @@ class PredictionDepth(pl.Callback):
         progress.close()
         return torch.stack(predictions)
 
+    @override
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         with self._total:
             scored = self._score(trainer, pl_module)

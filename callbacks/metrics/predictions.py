@@ -19,6 +19,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_warn
+from typing_extensions import override
 
 from callbacks.metrics.arrays import read_npz
 from callbacks.metrics.confusion import confusion_matrix, confusion_png, per_class_accuracy
@@ -70,6 +71,7 @@ class PerSamplePredictions(PerSampleCallback):
         self._summary: dict[str, Any] = {}
 
     # -- collection ---------------------------------------------------------------------------
+    @override
     def _collect(self, outputs: Any, hook: str) -> None:
         with self._timer:
             needed = ("index", "label", "logits", "features") if self.save_features else ("index", "label", "logits")
@@ -82,6 +84,7 @@ class PerSamplePredictions(PerSampleCallback):
                 columns["features"] = out["features"].float()
             self._collector.add(**columns)
 
+    @override
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         arrays = self._finish(trainer, pl_module, stage="test", prefix="test")
         if arrays is not None:
@@ -94,6 +97,7 @@ class PerSamplePredictions(PerSampleCallback):
                 }
             )
 
+    @override
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         path = per_sample_path(trainer, "test")
         if not trainer.is_global_zero or wandb_logger(trainer) is None or not path.exists():
@@ -112,6 +116,7 @@ class PerSamplePredictions(PerSampleCallback):
         self._summary["predictions_seconds"] = self._timer.rounded()
 
     # -- output -------------------------------------------------------------------------------
+    @override
     def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, stage: str, prefix: str) -> dict[str, np.ndarray] | None:
         with self._timer:
             arrays = self._collector.gather(trainer)  # collective: every rank calls it

@@ -24,6 +24,7 @@ import lightning.pytorch as pl
 import numpy as np
 import torch
 from torch import Tensor
+from typing_extensions import override
 
 from callbacks.metrics.logs import log_histogram, log_scalars
 from callbacks.metrics.per_sample import PerSampleCallback, per_sample_path, require_outputs, write_per_sample
@@ -84,16 +85,19 @@ class QScore(PerSampleCallback):
         self._means: dict[str, float] = {}
 
     # -- collection ---------------------------------------------------------------------------
+    @override
     def _collect(self, outputs: Any, hook: str) -> None:
         with self._timer:
             out = require_outputs(outputs, ("index", "features"), who="QScore", hook=hook)
             q, z, l1 = q_score(out["features"])
             self._collector.add(index=out["index"], q_score=q, z_score=z, l1_norm=l1)
 
+    @override
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._finish(trainer, pl_module, stage="test", prefix="test")
 
     # -- output -------------------------------------------------------------------------------
+    @override
     def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, stage: str, prefix: str) -> None:
         with self._timer:
             arrays = self._collector.gather(trainer)  # collective: every rank calls it

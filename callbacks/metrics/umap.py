@@ -24,6 +24,7 @@ from typing import Any
 import lightning.pytorch as pl
 import numpy as np
 from lightning.pytorch.utilities import rank_zero_info
+from typing_extensions import override
 
 from callbacks.metrics.logs import log_image
 from callbacks.metrics.per_sample import PerSampleCallback, figure_path, require_outputs
@@ -143,13 +144,16 @@ class UMAPPlot(PerSampleCallback):
         super().__init__(every_n_val_epochs)
         self._summary: dict[str, Any] = {}
 
+    @override
     def _collect(self, outputs: Any, hook: str) -> None:
         out = require_outputs(outputs, ("index", "label", "features"), who="UMAPPlot", hook=hook)
         self._collector.add(index=out["index"], label=out["label"], features=out["features"].float())
 
+    @override
     def _finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, stage: str, prefix: str) -> Path | None:
         return self._plot(trainer, stage=stage, key=f"{prefix}/umap")
 
+    @override
     def on_test_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         path = self._plot(trainer, stage="test", key="test/umap")
         if path is not None:

@@ -101,6 +101,7 @@ class GradualMagnitudePruning(CubicSchedulePruning):
         #: global step of the head phase's first batch (head steps are counted from it)
         self.head_start_step: int | None = None
 
+    @override
     @property
     def schedule_name(self) -> str:  # type: ignore[override]
         """``delta_gmp`` when the schedule starts at ``begin_epoch``, else ``gmp`` (run.json's ``pruning``)."""
