@@ -27,7 +27,7 @@ def exp(base: list[str], name: str) -> list[str]:
 
 SUP_OPTIONS = "backbone, num_classes, lr, momentum, weight_decay, nesterov, milestones, gamma, in_channels, depth, widen_factor, channels_last"
 GMP_OPTIONS = ("final_sparsity, begin_step, end_step, frequency, initial_sparsity, scope, granularity, n, m, norm, nm_indivisible, "
-               "begin_epoch, end_epoch, min_layer_density, targets, head_begin_step, head_end_step, head_frequency")  # fmt: skip
+               "begin_epoch, end_epoch, min_layer_density, targets, head_begin_step, head_end_step, head_frequency, schedule")  # fmt: skip
 
 # (id, base args, extra args, the exact stderr line; "{cwd}" is the working directory)
 FIT_CASES = [

@@ -319,6 +319,21 @@ def test_oneshot_resume_inside_finetune_phase(tmp_path: Path) -> None:
 
 
 # --------------------------------------------------------------------------------------------------
+def test_the_shipped_delta_gmp_config_is_a_delta_gmp_population_not_gmp() -> None:
+    """supcon_delta_gmp.yaml gives its schedule in steps (the authors' --begin_step 2440), so only its
+    ``schedule`` names it: without it run.json said ``gmp`` and analyze pooled ΔGMP with GMP."""
+    import yaml
+
+    init = yaml.safe_load((REPO / "configs/experiments/supcon_delta_gmp.yaml").read_text())["pruning"]["init_args"]
+    assert GradualMagnitudePruning(**init).schedule_name == "delta_gmp"
+    gmp = yaml.safe_load((REPO / "configs/experiments/supcon_gmp.yaml").read_text())["pruning"]["init_args"]
+    assert GradualMagnitudePruning(**gmp).schedule_name == "gmp"
+    assert GradualMagnitudePruning(final_sparsity=0.5, begin_step=0, end_step=4, frequency=2, begin_epoch=3).schedule_name == "delta_gmp"
+    with pytest.raises(ConfigError, match=r"^pruning.schedule='later' is not allowed; choose one of 'gmp', 'delta_gmp'$"):
+        GradualMagnitudePruning(final_sparsity=0.5, begin_step=0, end_step=4, frequency=2, schedule="later")
+
+
+# --------------------------------------------------------------------------------------------------
 def test_delta_gmp_begin_epoch_with_gradient_accumulation(tmp_path: Path) -> None:
     # 8 batches, accumulate 3 -> Lightning steps after batches 3, 6 and 8: 3 optimiser steps/epoch
     pruner = GradualMagnitudePruning(final_sparsity=0.6, begin_step=0, end_step=6, frequency=2, begin_epoch=2)

@@ -30,9 +30,11 @@ from callbacks.pruning.cubic import CubicSchedulePruning, training_phase, valida
 from callbacks.pruning.masks import compute_masks, sparsity_of
 from callbacks.pruning.schedules import cubic_sparsity, event_index, validate_schedule
 from callbacks.pruning.tracker import MaskTracker
-from common.errors import ConfigError
+from common.errors import ConfigError, check_choice
 from lightning_modules.plan import TrainingPlan
 
+#: the names a GMP schedule can report (run.json ``pruning``)
+SCHEDULES = ("gmp", "delta_gmp")
 #: checkpoint keys of the classifier's masks (the field names of MaskTracker.state_dict -> these)
 HEAD_STATE_KEYS = {"masks": "head_masks", "events": "head_events"}
 
@@ -47,6 +49,10 @@ class GradualMagnitudePruning(CubicSchedulePruning):
             layer-wise) during the head phase of a phased method on this schedule, in optimiser
             steps counted from the head phase's start (Corti et al.: 500 / 10000 / 250); all three
             or none.
+        schedule: what ``run.json``'s ``pruning`` (and so ``analyze``'s populations) call this
+            schedule: ``gmp`` or ``delta_gmp`` (ΔGMP, the same staircase started later). Default
+            (``None``): ``delta_gmp`` when the schedule starts at ``begin_epoch``, else ``gmp`` — a
+            ΔGMP config given in steps (the authors' ``--begin_step 2440``) must say so.
         scope, granularity, n, m, norm, nm_indivisible, min_layer_density, targets: the mask
             options (:class:`~callbacks.pruning.options.MaskOptions`, see
             :class:`callbacks.pruning.base.PruningCallback`). Named here, between the schedule's
@@ -74,6 +80,7 @@ class GradualMagnitudePruning(CubicSchedulePruning):
         head_begin_step: int | None = None,
         head_end_step: int | None = None,
         head_frequency: int | None = None,
+        schedule: str | None = None,
     ) -> None:
         # checked in this order: the schedule, the classifier's schedule, then the mask options
         # (CubicSchedulePruning checks the schedule again: it is its own, and pure)
@@ -95,6 +102,9 @@ class GradualMagnitudePruning(CubicSchedulePruning):
             end_epoch=end_epoch, scope=scope, granularity=granularity, n=n, m=m, norm=norm, nm_indivisible=nm_indivisible,
             min_layer_density=min_layer_density, targets=targets,
         )  # fmt: skip
+        if schedule is not None:
+            check_choice("pruning.schedule", schedule, SCHEDULES)
+        self._schedule = schedule
         self.head_schedule = None if head_begin_step is None else (int(head_begin_step), int(head_end_step), int(head_frequency))  # type: ignore[arg-type]
         #: the classifier's masks in the head phase; ``head.last_event`` is its schedule's event index
         self.head = MaskTracker()
@@ -104,7 +114,10 @@ class GradualMagnitudePruning(CubicSchedulePruning):
     @override
     @property
     def schedule_name(self) -> str:  # type: ignore[override]
-        """``delta_gmp`` when the schedule starts at ``begin_epoch``, else ``gmp`` (run.json's ``pruning``)."""
+        """run.json's ``pruning``: ``schedule`` when given, else ``delta_gmp`` when the schedule starts
+        at ``begin_epoch``, else ``gmp``."""
+        if self._schedule is not None:
+            return self._schedule
         return "delta_gmp" if self.begin_epoch is not None else "gmp"
 
     @property
