@@ -3,8 +3,9 @@
 Each finding is split into sub-claims, and each sub-claim is judged by a 95% interval:
 **supported** when the interval of the difference the claim predicts lies entirely on its side of 0,
 **contradicted** when it lies entirely on the other side, and **cannot resolve** when it contains 0,
-when the PIE count that would support it is not above the noise floor of its dense population,
-or when the populations it needs are missing. A finding *supports* when every sub-claim is
+when the PIE count that would support it is not above the noise floor of its dense population
+(or that floor cannot be measured: fewer than 4 dense models — two dense models alone may disagree
+on as many images as a pruned cell's PIEs), or when the populations it needs are missing. A finding *supports* when every sub-claim is
 supported, *contradicts* when its sub-claims are contradicted and none supported, and otherwise
 says which parts hold (``partly supports`` / ``mixed``) or that it *cannot resolve*.
 
@@ -119,9 +120,9 @@ def _floor_text(cell: CellStats) -> str:
 def _pie_claim(text: str, diff: Interval, favoured: CellStats, other: CellStats, sizes: str) -> Claim:
     """A sub-claim "favoured has more PIEs than other": judged by the interval and the noise floor."""
     verdict = _sign_verdict(diff)
-    if verdict == SUPPORTED and favoured.above_floor is False:
-        verdict = UNRESOLVED
-    if verdict == CONTRADICTED and other.above_floor is False:
+    if verdict == SUPPORTED and favoured.above_floor is not True:
+        verdict = UNRESOLVED  # not above its floor, or no floor to tell PIEs from noise
+    if verdict == CONTRADICTED and other.above_floor is not True:
         verdict = UNRESOLVED
     evidence = (
         f"{favoured.pies.estimate:.0f} vs {other.pies.estimate:.0f} PIEs, difference {diff.fmt(1, signed=True)}{sizes}; "

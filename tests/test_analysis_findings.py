@@ -91,10 +91,12 @@ def test_findings_contradicted_by_the_mirror_image() -> None:
 
 
 def test_findings_need_their_populations_and_a_noise_floor() -> None:
-    study = _study(models=3)  # no noise floor (< 4 dense models): PIE claims judged by their intervals alone
+    study = _study(models=3)  # no noise floor (< 4 dense models): PIE claims cannot be resolved
     pies = pies_per_setting(study.populations)
     stats = compute_stats(study, pies, n_boot=300, n_splits=10, seed=0)
     assert not stats.floors and all(c.above_floor is None for c in stats.cells.values())
+    f1 = all_findings(study, pies, stats)["toy"][0]
+    assert [c.verdict for c in f1.claims] == ["supported", "cannot resolve"]  # accuracy: yes; PIEs: no floor
     only_sup = Study(
         runs=[r for r in study.runs if r.setting.method == "sup"],
         populations={s: p for s, p in study.populations.items() if s.method == "sup"},
