@@ -79,7 +79,7 @@ logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropAdvert
 # torch 2.14 deprecates an isinstance check Lightning 2.6 still makes on every step's output
 warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated")
 # jsonargparse 4.49 deprecates skip_none; config.yaml must keep its None values (skip_none=False)
-warnings.filterwarnings("ignore", message=r".*skip_none parameter was deprecated")
+warnings.filterwarnings("ignore", message=r"(?s).*skip_none parameter was deprecated")
 # run_dir_for parses a run's own command with args=... while sys.argv holds the population command
 # that asked for it (cli.py population --dry-run, the runner): LightningCLI's "args and sys.argv" warning
 warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
