@@ -73,6 +73,56 @@ class HasEncoder(Protocol):
     encoder: nn.Module
 
 
+# -- single capabilities (what one pruning callback asks; callbacks/pruning/module_api.py) ------
+@runtime_checkable
+class Prunable(Protocol):
+    """A module with the tensors a pruning callback may prune."""
+
+    def prunable_parameters(self, targets: str = "encoder") -> dict[str, nn.Parameter]: ...
+
+
+@runtime_checkable
+class Encodes(Protocol):
+    """A module with the encoder's forward pass (the training-FLOPs meter runs it once)."""
+
+    def encode(self, x: Tensor) -> Tensor: ...
+
+
+@runtime_checkable
+class HasTargetPairs(Protocol):
+    """A module with a momentum (target) encoder, named by its online parameters."""
+
+    def target_pairs(self) -> dict[str, nn.Parameter]: ...
+
+
+@runtime_checkable
+class HasPlan(Protocol):
+    """A module that knows the optimiser steps of its run's phases."""
+
+    def plan(self) -> Any: ...
+
+
+@runtime_checkable
+class HasPretrainEnd(Protocol):
+    """A phased module: the optimiser step at which its pretraining phase ends."""
+
+    def pretrain_end_step(self) -> int: ...
+
+
+@runtime_checkable
+class FineTunable(Protocol):
+    """A module that can run One-Shot's fine-tune phase (the callback sets ``finetune_epochs``)."""
+
+    finetune_epochs: int
+
+
+@runtime_checkable
+class ChecksFitConfig(Protocol):
+    """A module that checks its own arguments against the run's length."""
+
+    def check_fit_config(self, max_epochs: int | None, datamodule: Any = None) -> None: ...
+
+
 @runtime_checkable
 class MomentumPairs(Protocol):
     """A momentum encoder: ``target_pairs()`` maps each online parameter's name to its target copy."""
@@ -174,7 +224,13 @@ def require(obj: Any, protocol: type, *, needed_by: str, role: str) -> None:
 
 
 __all__ = [
+    "ChecksFitConfig",
+    "Encodes",
+    "FineTunable",
     "HasEncoder",
+    "HasPlan",
+    "HasPretrainEnd",
+    "HasTargetPairs",
     "MomentumPairs",
     "NamedClasses",
     "PlannedData",
@@ -182,6 +238,7 @@ __all__ = [
     "ProbeData",
     "Probed",
     "ProbesFromTestStep",
+    "Prunable",
     "ReportsCompletion",
     "Representation",
     "RunSummaryContributor",

@@ -4,8 +4,11 @@ The callbacks work with any LightningModule that offers what a schedule needs, a
 capability by name: the parameters to prune, a momentum encoder's pairs, the encoder's forward
 pass (for the FLOPs), the run's :class:`~lightning_modules.plan.TrainingPlan` and current phase,
 the end of pretraining, One-Shot's fine-tune hooks and BYOL's momentum update. Every such look-up
-is one function here, with the answer for a module that lacks the capability; nothing else in
-:mod:`callbacks.pruning` inspects the module with ``getattr``/``hasattr``. (The project's modules
+is one function here, with the answer for a module that lacks the capability; the capabilities
+are the single-method protocols of :mod:`common.protocols` (``Prunable``, ``HasTargetPairs``,
+``Encodes``, ``HasPlan``, ``HasPretrainEnd``, ``FineTunable``, ``ChecksFitConfig``); what is left
+here as ``getattr`` reads plain attributes with a default (``phase``, ``method``, BYOL's ``tau``
+and ``last_momentum_update_step``). Nothing else in :mod:`callbacks.pruning` inspects the module. (The project's modules
 are :class:`lightning_modules.base.RepresentationModule` and its subclasses.)
 """
 
@@ -17,6 +20,7 @@ from typing import Any
 from torch import Tensor, nn
 
 from common.errors import ConfigError
+from common.protocols import ChecksFitConfig, Encodes, FineTunable, HasPlan, HasPretrainEnd, HasTargetPairs, Prunable
 
 
 def prunable_parameters(pl_module: Any, targets: str = "encoder", *, caller: str) -> dict[str, nn.Parameter]:
@@ -26,34 +30,30 @@ def prunable_parameters(pl_module: Any, targets: str = "encoder", *, caller: str
     Raises:
         ConfigError: the module has no ``prunable_parameters`` (``caller`` names who needs it).
     """
-    getter = getattr(pl_module, "prunable_parameters", None)
-    if getter is None:
+    if not isinstance(pl_module, Prunable):
         raise ConfigError(f"{caller} needs model.prunable_parameters(); {type(pl_module).__name__} does not define it")
-    return dict(getter(targets)) if targets != "encoder" else dict(getter())
+    return dict(pl_module.prunable_parameters(targets)) if targets != "encoder" else dict(pl_module.prunable_parameters())
 
 
 def has_momentum_encoder(pl_module: Any) -> bool:
     """Whether the module has a momentum (target) encoder: it defines ``target_pairs()``."""
-    return callable(getattr(pl_module, "target_pairs", None))
+    return isinstance(pl_module, HasTargetPairs)
 
 
 def target_pairs(pl_module: Any) -> dict[str, nn.Parameter]:
     """``{online parameter name: target parameter}`` of a momentum encoder; ``{}`` without one."""
-    pairs_of = getattr(pl_module, "target_pairs", None)
-    return dict(pairs_of()) if callable(pairs_of) else {}
+    return dict(pl_module.target_pairs()) if isinstance(pl_module, HasTargetPairs) else {}
 
 
 def encoder_forward(pl_module: Any) -> Callable[[Tensor], Any] | None:
     """The module's ``encode(x)`` (the prunable encoder's forward pass), or None."""
-    encode = getattr(pl_module, "encode", None)
-    return encode if callable(encode) else None
+    return pl_module.encode if isinstance(pl_module, Encodes) else None
 
 
 def training_plan(pl_module: Any) -> Any:
     """``pl_module.plan()``, the run's :class:`~lightning_modules.plan.TrainingPlan`, or None when the
     module has no ``plan()`` (or ``pl_module`` is None)."""
-    plan = getattr(pl_module, "plan", None)
-    return plan() if callable(plan) else None
+    return pl_module.plan() if isinstance(pl_module, HasPlan) else None
 
 
 def phase(pl_module: Any) -> str | None:
@@ -73,8 +73,7 @@ def phase_attribute(pl_module: Any) -> Any:
 
 def pretrain_end_step(pl_module: Any) -> int | None:
     """Optimiser step at which the module's pretraining phase ends (the SSL modules), or None."""
-    end = getattr(pl_module, "pretrain_end_step", None)
-    return int(end()) if callable(end) else None
+    return int(pl_module.pretrain_end_step()) if isinstance(pl_module, HasPretrainEnd) else None
 
 
 def method(pl_module: Any) -> str | None:
@@ -84,12 +83,12 @@ def method(pl_module: Any) -> str | None:
 
 def has_finetune_phase(pl_module: Any) -> bool:
     """Whether the module can run One-Shot's fine-tune phase (it has ``finetune_epochs``)."""
-    return hasattr(pl_module, "finetune_epochs")
+    return isinstance(pl_module, FineTunable)
 
 
 def check_fit_config(pl_module: Any, max_epochs: int | None) -> None:
     """The module's own ``check_fit_config(max_epochs, None)``, if it has one (raises ConfigError)."""
-    if hasattr(pl_module, "check_fit_config"):
+    if isinstance(pl_module, ChecksFitConfig):
         pl_module.check_fit_config(max_epochs, None)
 
 
