@@ -25,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis.runs import Population, Setting
+from analysis.stats import as_preds
 from common.run_folder import method_key  # the one ordering (re-exported)
 
 TIE_RULES = ("lowest", "disjoint")
@@ -32,7 +33,7 @@ TIE_RULES = ("lowest", "disjoint")
 
 def class_counts(preds: np.ndarray, num_classes: int | None = None) -> np.ndarray:
     """Votes per class ``[N, C]``: how many of the ``models`` rows of ``preds`` ``[models, N]`` predict each class."""
-    preds = _as_preds(preds, "preds")
+    preds = as_preds(preds, "preds")
     c = int(preds.max()) + 1 if num_classes is None else int(num_classes)
     if preds.size and int(preds.max()) >= c:
         raise ValueError(f"preds holds class {int(preds.max())}, but num_classes={c}")
@@ -71,8 +72,8 @@ def pie_flags(
     """
     if tie not in TIE_RULES:
         raise ValueError(f"tie={tie!r} is not allowed; choose one of {', '.join(map(repr, TIE_RULES))}")
-    dense = _as_preds(dense_preds, "dense_preds")
-    pruned = _as_preds(pruned_preds, "pruned_preds")
+    dense = as_preds(dense_preds, "dense_preds")
+    pruned = as_preds(pruned_preds, "pruned_preds")
     if dense.shape[1] != pruned.shape[1]:
         raise ValueError(
             f"dense_preds covers {dense.shape[1]} samples and pruned_preds {pruned.shape[1]}; they must be the same test set"
@@ -113,19 +114,6 @@ def overlap(flags_a: np.ndarray, flags_b: np.ndarray) -> Overlap:
     if a.shape != b.shape:
         raise ValueError(f"PIE flags of different shapes {a.shape} and {b.shape}: not the same test set")
     return Overlap(shared=a & b, only_a=a & ~b, only_b=b & ~a)
-
-
-def _as_preds(preds: np.ndarray, name: str) -> np.ndarray:
-    arr = np.asarray(preds)
-    if arr.ndim == 1:
-        arr = arr[None, :]
-    if arr.ndim != 2 or arr.shape[0] < 1:
-        raise ValueError(f"{name} must be [models, N] with at least one model, got shape {np.shape(preds)}")
-    if not np.issubdtype(arr.dtype, np.integer):
-        raise ValueError(f"{name} must hold integer class indices, got dtype {arr.dtype}")
-    if arr.size and int(arr.min()) < 0:
-        raise ValueError(f"{name} holds a negative class index {int(arr.min())}")
-    return arr.astype(np.int64, copy=False)
 
 
 __all__ = [

@@ -172,7 +172,12 @@ def sample_bootstrap_statistic(
 # ---------------------------------------------------------------------------------------------
 # PIE counts of model selections
 # ---------------------------------------------------------------------------------------------
-def _as_preds(preds: np.ndarray, name: str) -> np.ndarray:
+def as_preds(preds: np.ndarray, name: str) -> np.ndarray:
+    """``preds`` as int64 ``[models, N]`` class indices (one model may be given as ``[N]``).
+
+    Raises:
+        ValueError: not 2-D, no model, not integers, or a negative class index (``name`` says which).
+    """
     arr = np.asarray(preds)
     if arr.ndim == 1:
         arr = arr[None, :]
@@ -188,7 +193,7 @@ def _as_preds(preds: np.ndarray, name: str) -> np.ndarray:
 def one_hot_votes(preds: np.ndarray, num_classes: int) -> np.ndarray:
     """``float32 [M, N * C]``: row ``m`` is the one-hot of model ``m``'s predictions (sample-major:
     column ``i * C + k`` = model ``m`` predicts class ``k`` on sample ``i``)."""
-    preds = _as_preds(preds, "preds")
+    preds = as_preds(preds, "preds")
     m, n = preds.shape
     if preds.size and int(preds.max()) >= num_classes:
         raise ValueError(f"preds holds class {int(preds.max())}, but num_classes={num_classes}")
@@ -223,7 +228,7 @@ def _votes_chunks(preds: np.ndarray, selections: np.ndarray, num_classes: int) -
 def selection_modes(preds: np.ndarray, selections: np.ndarray, num_classes: int) -> np.ndarray:
     """``int [B, N]``: the modal class of the models in each row of ``selections [B, k]`` (a tie goes
     to the lowest class index), for every sample of ``preds [M, N]``."""
-    preds = _as_preds(preds, "preds")
+    preds = as_preds(preds, "preds")
     sel = np.asarray(selections)
     dtype = np.int16 if num_classes <= np.iinfo(np.int16).max else np.int64
     out = np.empty((sel.shape[0], preds.shape[1]), dtype=dtype)
@@ -255,8 +260,8 @@ def pie_counts(
     """
     if tie not in TIE_RULES:
         raise ValueError(f"tie={tie!r} is not allowed; choose one of {', '.join(map(repr, TIE_RULES))}")
-    dense = _as_preds(dense_preds, "dense_preds")
-    pruned = _as_preds(pruned_preds, "pruned_preds")
+    dense = as_preds(dense_preds, "dense_preds")
+    pruned = as_preds(pruned_preds, "pruned_preds")
     if dense.shape[1] != pruned.shape[1]:
         raise ValueError(f"dense_preds covers {dense.shape[1]} samples and pruned_preds {pruned.shape[1]}; they must be the same test set")
     c = max(int(dense.max()), int(pruned.max())) + 1 if num_classes is None else int(num_classes)
@@ -296,12 +301,10 @@ def split_halves(n_models: int, n_splits: int, seed: int | Sequence[int]) -> tup
 
 
 @dataclass(frozen=True)
-class NoiseFloor:
-    """PIE counts of one half of a dense population against the other half, over ``len(counts)`` splits."""
+class _Counts:
+    """PIE counts over several draws (splits or subsamples): their mean and range."""
 
-    counts: np.ndarray  # int [splits]
-    half: int  # models per half
-    n_models: int
+    counts: np.ndarray  # int [draws]
 
     @property
     def mean(self) -> float:
@@ -316,8 +319,16 @@ class NoiseFloor:
         return int(self.counts.max())
 
     def fmt(self) -> str:
-        """``12.3 (8–17)``: mean and range over the splits."""
+        """``12.3 (8–17)``: mean and range over the draws."""
         return f"{self.mean:.1f} ({self.low}–{self.high})"
+
+
+@dataclass(frozen=True)
+class NoiseFloor(_Counts):
+    """PIE counts of one half of a dense population against the other half, over ``len(counts)`` splits."""
+
+    half: int  # models per half
+    n_models: int
 
 
 #: fewest models a dense population needs for a noise floor (two halves of >= 2 models)
@@ -332,7 +343,7 @@ def noise_floor(
     Raises:
         ValueError: fewer than :data:`MIN_NOISE_FLOOR_MODELS` models.
     """
-    preds = _as_preds(preds, "preds")
+    preds = as_preds(preds, "preds")
     if preds.shape[0] < MIN_NOISE_FLOOR_MODELS:
         raise ValueError(f"a noise floor needs >= {MIN_NOISE_FLOOR_MODELS} models (two halves of >= 2), got {preds.shape[0]}")
     first, second = split_halves(preds.shape[0], n_splits, seed)
@@ -341,26 +352,10 @@ def noise_floor(
 
 
 @dataclass(frozen=True)
-class MatchedPies:
+class MatchedPies(_Counts):
     """PIE counts with both populations at ``size`` models (the larger subsampled), over draws."""
 
-    counts: np.ndarray  # int [draws]
     size: int
-
-    @property
-    def mean(self) -> float:
-        return float(self.counts.mean())
-
-    @property
-    def low(self) -> int:
-        return int(self.counts.min())
-
-    @property
-    def high(self) -> int:
-        return int(self.counts.max())
-
-    def fmt(self) -> str:
-        return f"{self.mean:.1f} ({self.low}–{self.high})"
 
 
 def matched_pie_counts(
@@ -378,8 +373,8 @@ def matched_pie_counts(
     Each draw subsamples each population without replacement (dense first, then pruned, from one
     ``rng``; a population of exactly ``size`` models is used whole, with its own draws still taken).
     """
-    dense = _as_preds(dense_preds, "dense_preds")
-    pruned = _as_preds(pruned_preds, "pruned_preds")
+    dense = as_preds(dense_preds, "dense_preds")
+    pruned = as_preds(pruned_preds, "pruned_preds")
     k = min(dense.shape[0], pruned.shape[0]) if size is None else int(size)
     _check_count("n_draws", n_draws, 1)
     if k > dense.shape[0] or k > pruned.shape[0] or k < 1:
@@ -449,6 +444,7 @@ def mean_difference_interval(
 
 
 __all__ = [
+    "as_preds",
     "Interval",
     "MIN_NOISE_FLOOR_MODELS",
     "MatchedPies",
