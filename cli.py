@@ -11,7 +11,8 @@ with, on top of Lightning's flags:
 
 Every run gets its own folder (``<run.root>/<run.group>/<name>-<time>-<id>``, or exactly
 ``--run.dir`` / ``--trainer.default_root_dir``; with ``--run.resume auto`` and no folder given,
-``<run.root>/<run.group>/<name>-<config hash>``, the same folder for the same command): resolved
+``<run.root>/<run.group>/<name>-<config hash>``, the same folder for the same command; the hash
+skips values at their default, and a folder an earlier version named is found by its config): resolved
 ``config.yaml``, checkpoints (``last.ckpt`` every epoch, every ``run.checkpoint_minutes`` and on
 SIGTERM, written atomically), W&B offline files, CSV logs, per-sample files and ``run.json`` with a
 ``status`` (:mod:`callbacks.run_summary`). ``--run.resume auto`` continues a killed run from its
@@ -26,10 +27,13 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import hashlib
+import importlib
 import json
 import logging
 import os
+import re
 import secrets
 import shutil
 import sys
@@ -40,7 +44,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jsonargparse import Namespace
+import yaml
+from jsonargparse import ArgumentParser, Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
@@ -149,21 +154,75 @@ def _is_ddp_child() -> bool:
     return "LOCAL_RANK" in os.environ and os.environ.get("LOCAL_RANK") != "0" and bool(os.environ.get(RUN_DIR_ENV))
 
 
-def _config_hash(cfg: Any) -> str:
-    """Short hash of what a run trains: the resolved config without ``run``, ``ckpt_path`` and the
-    paths of the YAML files it came from (their contents are in the config)."""
+_NO_DEFAULT = object()
+#: a run folder named by :func:`_config_hash`: ``<run name>-<10 hex digits>``
+_HASH_NAME = re.compile(r"-[0-9a-f]{10}")
 
-    def strip(value: Any) -> Any:
-        if isinstance(value, dict):
-            return {k: strip(v) for k, v in value.items() if k not in ("__path__", "config")}
-        if isinstance(value, (list, tuple)):
-            return [strip(v) for v in value]
-        return value
 
+def _same(a: Any, b: Any) -> bool:
+    return json.dumps(a, sort_keys=True, default=str) == json.dumps(b, sort_keys=True, default=str)
+
+
+@functools.cache
+def _init_defaults(class_path: str) -> dict[str, Any]:
+    """The ``init_args`` defaults of a class as jsonargparse resolves them (``super().__init__``
+    parameters reached through ``**kwargs`` included); ``{}`` for a class that cannot be imported."""
+    module, _, name = class_path.rpartition(".")
+    try:
+        parser = ArgumentParser(exit_on_error=False)
+        parser.add_class_arguments(getattr(importlib.import_module(module), name), fail_untyped=False)
+        return parser.get_defaults().as_dict()
+    except Exception:  # noqa: BLE001 - an unknown class keeps all its arguments in the hash
+        return {}
+
+
+def _hashed_part(value: Any, default: Any = _NO_DEFAULT) -> Any:
+    """``value`` without what does not change the run: keys whose value is their default (so a new
+    argument with a default leaves every existing folder name as it was), empty groups, and the
+    paths of the YAML files a config came from."""
+    if isinstance(value, dict):
+        if isinstance(value.get("class_path"), str):
+            kept = {k: v for k, v in value.items() if k not in ("init_args", "__path__")}
+            kept["init_args"] = _hashed_part(value.get("init_args") or {}, _init_defaults(value["class_path"]))
+            return {k: v for k, v in kept.items() if v != {}}
+        defaults = default if isinstance(default, dict) else {}
+        kept = {
+            k: _hashed_part(v, defaults.get(k, _NO_DEFAULT))
+            for k, v in value.items()
+            if k not in ("__path__", "config") and not (k in defaults and _same(v, defaults[k]))
+        }
+        return {k: v for k, v in kept.items() if v != {}}
+    if isinstance(value, (list, tuple)):
+        return [_hashed_part(v) for v in value]
+    return value
+
+
+def _config_hash(cfg: Any, defaults: Any = None) -> str:
+    """Short hash of what a run trains: the resolved config (a Namespace, or ``config.yaml`` read
+    back) without ``run``, ``ckpt_path``, the YAML files' paths, and every value equal to its
+    default in ``defaults`` (the parser's) or in its class's signature."""
     data = cfg.as_dict() if hasattr(cfg, "as_dict") else dict(cfg)
-    data = strip({k: v for k, v in data.items() if k not in ("run", "ckpt_path")})
-    text = json.dumps(data, sort_keys=True, default=str)
+    data = {k: v for k, v in data.items() if k not in ("run", "ckpt_path")}
+    text = json.dumps(_hashed_part(data, defaults or {}), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _same_run_folder(group: Path, name: str, digest: str, defaults: Any) -> Path | None:
+    """A folder of ``group`` named ``<name>-<hash>`` by another version of :func:`_config_hash`
+    (an earlier one hashed defaults too) whose ``config.yaml`` hashes to ``digest`` today."""
+    if not group.is_dir():
+        return None
+    for folder in sorted(group.iterdir()):
+        rest = folder.name[len(name):] if folder.name.startswith(name) else ""
+        if not _HASH_NAME.fullmatch(rest) or not (folder / CONFIG_YAML).is_file():
+            continue
+        try:
+            saved = yaml.safe_load((folder / CONFIG_YAML).read_text())
+        except (OSError, yaml.YAMLError):
+            continue
+        if isinstance(saved, dict) and _config_hash(saved, defaults) == digest:
+            return folder
+    return None
 
 
 def _can_create_in(folder: Path) -> bool:
@@ -256,7 +315,11 @@ class ContrastivePruningCLI(LightningCLI):
         elif run.dir:
             path = Path(run.dir)
         elif run.resume == "auto":
-            path = Path(run.root) / run.group / f"{self._run_name(cfg)}-{_config_hash(cfg)}"
+            name, defaults = self._run_name(cfg), self._parser(self.subcommand).get_defaults().as_dict()
+            digest = _config_hash(cfg, defaults)
+            path = Path(run.root) / run.group / f"{name}-{digest}"
+            if not path.exists():
+                path = _same_run_folder(path.parent, name, digest, defaults) or path
         else:
             stamp = time.strftime("%Y%m%d-%H%M%S")
             path = Path(run.root) / run.group / f"{self._run_name(cfg)}-{stamp}-{secrets.token_hex(3)}"
