@@ -154,7 +154,6 @@ def _is_ddp_child() -> bool:
     return "LOCAL_RANK" in os.environ and os.environ.get("LOCAL_RANK") != "0" and bool(os.environ.get(RUN_DIR_ENV))
 
 
-_NO_DEFAULT = object()
 #: a run folder named by :func:`_config_hash`: ``<run name>-<10 hex digits>``
 _HASH_NAME = re.compile(r"-[0-9a-f]{10}")
 
@@ -176,7 +175,7 @@ def _init_defaults(class_path: str) -> dict[str, Any]:
         return {}
 
 
-def _hashed_part(value: Any, default: Any = _NO_DEFAULT) -> Any:
+def _hashed_part(value: Any, default: Any = None) -> Any:
     """``value`` without what does not change the run: keys whose value is their default (so a new
     argument with a default leaves every existing folder name as it was), empty groups, and the
     paths of the YAML files a config came from."""
@@ -187,7 +186,7 @@ def _hashed_part(value: Any, default: Any = _NO_DEFAULT) -> Any:
             return {k: v for k, v in kept.items() if v != {}}
         defaults = default if isinstance(default, dict) else {}
         kept = {
-            k: _hashed_part(v, defaults.get(k, _NO_DEFAULT))
+            k: _hashed_part(v, defaults.get(k))
             for k, v in value.items()
             if k not in ("__path__", "config") and not (k in defaults and _same(v, defaults[k]))
         }
