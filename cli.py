@@ -667,5 +667,16 @@ def _one_line(text: str) -> str:
     return " ".join(lines) if len(lines) <= 3 else lines[0]
 
 
+def _main_quiet_on_closed_pipe() -> None:
+    """:func:`main`, ending quietly (status 1, no traceback) when its output's reader has gone, as in
+    ``python cli.py population --plan p.yaml --dry-run | head``."""
+    try:
+        main()
+        sys.stdout.flush()
+    except BrokenPipeError:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # the flush at exit would raise again
+        sys.exit(1)
+
+
 if __name__ == "__main__":
-    main()
+    _main_quiet_on_closed_pipe()

@@ -137,3 +137,13 @@ def test_seeds_picks_runs_and_a_bad_list_is_one_line_exit_2(tmp_path: Path) -> N
     assert bad.returncode == 2
     assert bad.stderr.strip().splitlines() == ["error: --seeds 'a,b' is not allowed; give comma-separated integers, e.g. 0,1,2"]
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_dry_run_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """``population --dry-run | head -1``: the reader leaves early; no traceback, status 1."""
+    proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), "population", "--plan", str(write_plan(tmp_path)),
+                             "--dry-run"], cwd=tmp_path, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before the first line is written
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 1 and err == "", err
