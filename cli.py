@@ -29,7 +29,6 @@ import argparse
 import contextlib
 import functools
 import hashlib
-import importlib
 import json
 import logging
 import os
@@ -61,7 +60,7 @@ from callbacks.run_summary import RUN_JSON, RunSummary, read_run_json
 from callbacks.sync_batchnorm import GlobalBatchNormSync
 from common.config_compose import COMPOSE_KEY, drop_inserted, expand_config_args
 from common.errors import ConfigError, check_choice, check_range
-from common.parser_errors import CLASS_SLOTS, condense_parser_error, known_classes
+from common.parser_errors import CLASS_SLOTS, condense_parser_error, import_path, known_classes
 from common.protocols import PlannedModule
 from common.run_folder import CHECKPOINTS_DIR, CONFIG_YAML, CSV_DIR, LAST_CKPT_FILE, METRICS_CSV_FILE, MODEL_CLASS_METHODS, PER_SAMPLE_TEST, WANDB_DIR
 from datamodules.base import ImageDataModule
@@ -166,12 +165,14 @@ def _same(a: Any, b: Any) -> bool:
 def _init_defaults(class_path: str) -> dict[str, Any]:
     """The ``init_args`` defaults of a class as jsonargparse resolves them (``super().__init__``
     parameters reached through ``**kwargs`` included); ``{}`` for a class that cannot be imported."""
-    module, _, name = class_path.rpartition(".")
+    cls = import_path(class_path)
+    if not isinstance(cls, type):
+        return {}
     try:
         parser = ArgumentParser(exit_on_error=False)
-        parser.add_class_arguments(getattr(importlib.import_module(module), name), fail_untyped=False)
+        parser.add_class_arguments(cls, fail_untyped=False)
         return parser.get_defaults().as_dict()
-    except Exception:  # noqa: BLE001 - an unknown class keeps all its arguments in the hash
+    except Exception:  # noqa: BLE001 - a class jsonargparse cannot describe keeps all its arguments in the hash
         return {}
 
 

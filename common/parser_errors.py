@@ -25,7 +25,8 @@ ABSTRACT = {"RepresentationModule", "PhasedRepresentationModule", "ImageDataModu
 HELP = "see python cli.py fit --help"
 
 
-def _import(path: str) -> object | None:
+def import_path(path: str) -> object | None:
+    """The object a dotted ``module.name`` path names, or ``None`` when it cannot be imported."""
     module, _, name = path.rpartition(".")
     try:
         return getattr(importlib.import_module(module), name)
@@ -36,7 +37,7 @@ def _import(path: str) -> object | None:
 def known_classes(slot: str) -> list[str]:
     """Class paths a user can give for ``slot`` (``model``/``data``/``pruning``), as importable names."""
     package_name, base_path = CLASS_SLOTS[slot]
-    base = _import(base_path)
+    base = import_path(base_path)
     package = importlib.import_module(package_name)
     names = list(getattr(package, "__all__", dir(package)))
     out = []
@@ -49,7 +50,7 @@ def known_classes(slot: str) -> list[str]:
 
 def class_options(class_path: str) -> list[str]:
     """``__init__`` parameters of ``class_path`` (through ``**kwargs`` to the parents' parameters)."""
-    cls = _import(class_path)
+    cls = import_path(class_path)
     if not inspect.isclass(cls):
         return []
     names: list[str] = []
