@@ -35,6 +35,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -55,7 +56,7 @@ from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from callbacks.pruning.base import PruningCallback
 from callbacks.pruning.oneshot import OneShotPruning
-from callbacks.resume import AtomicCheckpointIO, ResumableCSVLogger, ResumeCheckpoint, RngState, read_last_info, truncate_csv
+from callbacks.resume import STOP, AtomicCheckpointIO, ResumableCSVLogger, ResumeCheckpoint, RngState, StopSignals, read_last_info, truncate_csv, worker_died_of_stop
 from callbacks.run_summary import RUN_JSON, RunSummary, read_run_json
 from callbacks.sync_batchnorm import GlobalBatchNormSync
 from common.config_compose import COMPOSE_KEY, drop_inserted, expand_config_args
@@ -432,6 +433,8 @@ class ContrastivePruningCLI(LightningCLI):
             trainer_cfg["enable_checkpointing"] = any(isinstance(c, ModelCheckpoint) for c in callbacks)
         if not any(isinstance(c, RngState) for c in callbacks):
             callbacks.append(RngState())
+        if self.subcommand == "fit" and not any(isinstance(c, StopSignals) for c in callbacks):
+            callbacks.append(StopSignals())
         if trainer_cfg["logger"] and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
         self._summary = next((c for c in callbacks if isinstance(c, RunSummary)), None)
@@ -622,18 +625,27 @@ def main(args: list[str] | None = None) -> None:
         print(str(done))
         sys.exit(0)
     except SIGTERMException:
-        # Lightning stopped at a batch boundary and ResumeCheckpoint saved last.ckpt
-        where = os.environ.get(RUN_DIR_ENV, "the run folder")
-        print(f"interrupted by SIGTERM; {where}/checkpoints/last.ckpt holds the state: run the same command with "
-              "--run.resume auto to continue", file=sys.stderr)  # fmt: skip
-        sys.exit(143)
+        # Lightning stopped at a batch boundary (SIGTERM, or SIGINT through StopSignals) and
+        # ResumeCheckpoint saved last.ckpt
+        _interrupted()
     except Exception as exc:  # noqa: BLE001 - re-raised unless it is (or wraps) bad user input
+        if worker_died_of_stop(exc):  # a loader worker killed by the same signal: last.ckpt is the last checkpoint
+            _interrupted()
         message = user_error_message(exc)
         if message is None:
             raise
         _remove_failed_start()
         print(f"error: {message}", file=sys.stderr)
         sys.exit(2)
+
+
+def _interrupted() -> None:
+    """A fit stopped by SIGTERM or SIGINT: one line on stderr, exit 128 + the signal (143, 130)."""
+    where = os.environ.get(RUN_DIR_ENV, "the run folder")
+    name = signal.Signals(STOP.signum).name if STOP.signum is not None else "SIGTERM"
+    print(f"interrupted by {name}; {where}/checkpoints/last.ckpt holds the state: run the same command with "
+          "--run.resume auto to continue", file=sys.stderr)  # fmt: skip
+    sys.exit(STOP.exit_code)
 
 
 def _remove_failed_start() -> None:

@@ -17,6 +17,13 @@ minutes. What ``cli.py`` attaches to every ``fit``:
 * :class:`RngState` carries the Python, NumPy and torch (CPU and CUDA) RNG states in the checkpoint
   and puts them back when a fit resumes from it. (The data stream itself does not depend on them:
   shuffling and augmentation are seeded by (seed, epoch, sample).)
+* :class:`StopSignals` makes SIGINT (Ctrl-C) stop a fit the way SIGTERM does — at the next batch
+  boundary, with a checkpoint — and records which stop signal came first, so ``cli.py`` exits with
+  128 + its number (143 for SIGTERM, 130 for SIGINT). Loader workers ignore both
+  (:func:`datamodules.base.ignore_stop_signals`), so a signal sent to the whole process group — as
+  SLURM, ``timeout`` and a terminal send it — reaches the main process alone in effect; a worker that
+  died of it anyway (signalled before it could ignore it) ends the run ``interrupted`` too, resumed
+  from the last checkpoint (:func:`worker_died_of_stop`).
 * :class:`ResumableCSVLogger` never deletes an existing ``metrics.csv``: a resumed run drops the
   rows logged after its checkpoint (they are logged again) and appends.
 """
@@ -27,6 +34,8 @@ import csv
 import json
 import os
 import random
+import signal
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -164,7 +173,10 @@ class ResumeCheckpoint(pl.Callback):
         # SIGTERM is raised at a clean batch boundary, after the batch's metrics were logged
         if isinstance(exception, SIGTERMException) and self._fitting(trainer):
             if self._saved_step != int(trainer.global_step):
-                self.save(trainer, "sigterm")
+                self.save(trainer, STOP.reason())
+            self.commit(trainer)
+        elif worker_died_of_stop(exception) and self._fitting(trainer):
+            # raised wherever the main process was (maybe mid-step): no new checkpoint, the last one counts
             self.commit(trainer)
 
 
@@ -213,6 +225,76 @@ class RngState(pl.Callback):
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._pending = None
+
+
+class _StopState:
+    """The first stop signal this process received during a fit (``None``: none)."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+
+    def record(self, signum: int) -> None:
+        if self.signum is None:
+            self.signum = int(signum)
+
+    def reason(self) -> str:
+        """``sigterm`` / ``sigint``: the ``reason`` of the checkpoint written at the stop."""
+        return "sigint" if self.signum == signal.SIGINT else "sigterm"
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as a shell reports a process ended by it (143, 130)."""
+        return 128 + int(self.signum if self.signum is not None else signal.SIGTERM)
+
+
+#: the stop signal of this process's fit (read by cli.py for the exit code and the message)
+STOP = _StopState()
+
+
+def worker_died_of_stop(exception: BaseException) -> bool:
+    """A loader worker's death that a stop signal caused: the interruption it is, not a failure."""
+    return STOP.signum is not None and isinstance(exception, RuntimeError) and "DataLoader worker" in str(exception)
+
+
+class StopSignals(pl.Callback):
+    """SIGINT stops a fit like SIGTERM (checkpoint at the next batch boundary), and the first stop
+    signal is recorded in :data:`STOP`.
+
+    Installed in ``setup``, before Lightning registers its SIGTERM handler (which then calls this
+    one too) and removed in ``teardown``. The first Ctrl-C re-sends SIGTERM to this process, so
+    Lightning stops at its own batch-boundary check (and, under DDP, signals its ranks); a second
+    Ctrl-C raises ``KeyboardInterrupt`` at once.
+    """
+
+    def __init__(self) -> None:
+        self._previous: dict[int, Any] = {}
+
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        STOP.record(signum)
+
+    def _on_sigint(self, signum: int, frame: Any) -> None:
+        if STOP.signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        STOP.record(signum)
+        print("interrupted (SIGINT): stopping at the next batch boundary with a checkpoint; Ctrl-C again stops at once",
+              flush=True)  # fmt: skip
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    @override
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage != "fit" or threading.current_thread() is not threading.main_thread():
+            return
+        for signum, handler in ((signal.SIGTERM, self._on_sigterm), (signal.SIGINT, self._on_sigint)):
+            self._previous[signum] = signal.getsignal(signum)
+            signal.signal(signum, handler)
+
+    @override
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler if handler is not None else signal.SIG_DFL)
+        self._previous = {}
 
 
 def _as_python_state(state: Any) -> tuple:
@@ -282,7 +364,10 @@ __all__ = [
     "ResumableCSVLogger",
     "ResumeCheckpoint",
     "RngState",
+    "STOP",
+    "StopSignals",
     "now_iso",
     "read_last_info",
     "truncate_csv",
+    "worker_died_of_stop",
 ]

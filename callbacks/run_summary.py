@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import time
 from pathlib import Path
 from typing import Any, cast
@@ -37,7 +38,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 from typing_extensions import override
 
-from callbacks.resume import now_iso
+from callbacks.resume import STOP, now_iso, worker_died_of_stop
 from common.io import atomic_write_bytes
 from common.protocols import PlannedModule, ReportsCompletion, RunSummaryContributor
 from common.run_folder import RUN_JSON, STATUSES, RunJson
@@ -174,10 +175,13 @@ class RunSummary(pl.Callback):
 
     @override
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        interrupted = isinstance(exception, (KeyboardInterrupt, SIGTERMException))
+        interrupted = isinstance(exception, (KeyboardInterrupt, SIGTERMException)) or worker_died_of_stop(exception)
         status = "interrupted" if interrupted else "failed"
         self._end_segment(trainer, status)
-        updates: dict[str, Any] = {"status": status, "status_reason": _first_line(exception)}
+        reason = _first_line(exception)
+        if interrupted and STOP.signum is not None:
+            reason += f" ({signal.Signals(STOP.signum).name} received)"
+        updates: dict[str, Any] = {"status": status, "status_reason": reason}
         if trainer.state.fn == "fit":
             trained = epochs_trained(trainer, pl_module)
             updates.update(

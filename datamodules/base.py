@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import math
 import os
+import signal
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -162,6 +163,18 @@ class ResumableLoader(DataLoader):
 
 
 AUGMENT_ON = ("loader", "device")
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """``worker_init_fn`` of every loader: workers ignore SIGTERM and SIGINT.
+
+    SLURM (``--signal``), ``timeout`` and a terminal's Ctrl-C signal a whole process group, workers
+    included. A worker killed by it makes the main process fail ("DataLoader worker ... is killed by
+    signal") wherever it is, before it can checkpoint; ignoring the signal leaves the stop to the main
+    process, which checkpoints at the next batch boundary and then ends its workers itself.
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def default_num_workers() -> int:
@@ -357,6 +370,7 @@ class ImageDataModule(pl.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=self.pin_memory,
             persistent_workers=self.persistent_workers,
+            worker_init_fn=ignore_stop_signals,
             **kw,
         )
 
@@ -385,6 +399,7 @@ class ImageDataModule(pl.LightningDataModule):
                 num_workers=0 if on_device else self.num_workers,
                 pin_memory=False if on_device else self.pin_memory,
                 persistent_workers=False if on_device else self.persistent_workers,
+                worker_init_fn=ignore_stop_signals,
             )
             loader.progress = self._batches_done
             self._train_loaders[key] = loader

@@ -17,6 +17,7 @@ import sys
 import time
 from pathlib import Path
 
+import lightning.pytorch as pl
 import numpy as np
 import pytest
 import torch
@@ -144,20 +145,82 @@ def test_a_failing_command_on_an_existing_run_keeps_its_records(uninterrupted: P
     assert metrics.read_bytes() == before
 
 
-def test_sigterm_checkpoints_marks_interrupted_and_resumes(tmp_path: Path) -> None:
-    run = tmp_path / "run"
-    args = [*GMP_TINY, "--run.dir", str(run), "--run.resume", "auto", "--run.checkpoint_minutes", "0"]
-    proc = _popen(args, tmp_path, tmp_path / "first.log")
-    _wait_for_checkpoint(run, proc, min_step=8)
-    proc.send_signal(signal.SIGTERM)  # what SLURM / a preemptible machine sends
-    assert proc.wait(timeout=60) == 143  # 128 + SIGTERM, as a shell reports a terminated job
-    summary, info = read_run_json(run), json.loads((run / "checkpoints" / "last.json").read_text())
-    assert summary["status"] == "interrupted" and summary["status_reason"].startswith("SIGTERMException")
-    assert info["reason"] == "sigterm" and info["global_step"] == summary["steps_trained"]
-    done = run_cli(*args, cwd=tmp_path)
+class PauseForSignal(pl.Callback):
+    """Test helper (``--trainer.callbacks+=``): after the second validation batch that follows
+    optimiser step ``step`` — the validation loader's workers busy fetching — write ``ready`` and wait
+    there until this process has received a stop signal (the test sends it to the whole process
+    group from outside, as SLURM's ``--signal``, ``timeout`` and a terminal deliver it)."""
+
+    def __init__(self, step: int, ready: str) -> None:
+        self.step, self.ready = step, Path(ready)
+
+    def on_validation_batch_end(self, trainer, pl_module, outputs, batch, batch_idx, dataloader_idx=0) -> None:
+        if self.ready.exists() or trainer.sanity_checking or trainer.global_step < self.step or batch_idx != 1:
+            return
+        from callbacks.resume import STOP
+
+        self.ready.write_text(str(os.getpid()))
+        deadline = time.monotonic() + 60
+        while STOP.signum is None and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.5)  # the workers have had the signal too
+
+
+# the quick start's default data path (the embedded Fashion-MNIST subset: augmentation on the device,
+# validation loader workers), a smaller network and 10 steps per epoch: 30 steps, GMP events every 4
+GROUP_TINY = [
+    "fit", "--config", str(REPO / "configs/quickstart.yaml"),
+    "--model.init_args.backbone", "wrn", "--model.init_args.depth", "10", "--model.init_args.widen_factor", "1",
+    "--trainer.limit_train_batches", "10", "--trainer.log_every_n_steps", "1", "--trainer.enable_progress_bar", "false",
+    "--pruning.init_args.begin_step", "4", "--pruning.init_args.end_step", "24", "--pruning.init_args.frequency", "4",
+    "--run.checkpoint_minutes", "0",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def group_uninterrupted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    cwd = tmp_path_factory.mktemp("group_whole")
+    done = run_cli(*GROUP_TINY, "--run.dir", str(cwd / "run"), cwd=cwd)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert read_run_json(run)["status"] == "complete"
-    assert [s for s, _ in _step_losses(run)] == list(range(48))
+    return cwd / "run"
+
+
+@pytest.mark.parametrize("name,code", [("SIGTERM", 143), ("SIGINT", 130)])
+def test_a_signal_to_the_whole_process_group_checkpoints_and_resumes_to_the_same_run(
+    name: str, code: int, group_uninterrupted: Path, tmp_path: Path
+) -> None:
+    run, ready = tmp_path / "run", tmp_path / "ready"
+    args = [*GROUP_TINY, "--run.dir", str(run), "--run.resume", "auto"]
+    helper = "--trainer.callbacks+=" + json.dumps({"class_path": "test_fault_tolerance.PauseForSignal",
+                                                   "init_args": {"step": 15, "ready": str(ready)}})  # fmt: skip
+    proc = subprocess.Popen([sys.executable, str(REPO / "cli.py"), *args, helper], cwd=tmp_path, env=cli_env(),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    start = time.monotonic()
+    while not ready.exists() and proc.poll() is None and time.monotonic() - start < 240:
+        time.sleep(0.02)
+    assert ready.exists(), proc.communicate()[1][-3000:]
+    os.killpg(proc.pid, getattr(signal, name))  # the run's whole process group: main process and loader workers
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == code, err[-3000:]
+    assert err.strip().splitlines()[-1] == (f"interrupted by {name}; {run}/checkpoints/last.ckpt holds the state: run the same "
+                                            "command with --run.resume auto to continue")  # fmt: skip
+    assert "DataLoader worker" not in err and "Traceback" not in err
+    summary, info = read_run_json(run), json.loads((run / "checkpoints" / "last.json").read_text())
+    assert summary["status"] == "interrupted" and summary["status_reason"] == f"SIGTERMException ({name} received)"
+    # the checkpoint of the stop, taken in the validation of epoch 1 (after step 20), at the batch boundary
+    assert info["reason"] == name.lower() and info["global_step"] == summary["steps_trained"] == 20
+
+    done = run_cli(*args, cwd=tmp_path)  # the same command, resumed
+    assert done.returncode == 0, done.stderr[-3000:]
+    resumed, whole = read_run_json(run), read_run_json(group_uninterrupted)
+    assert resumed["status"] == "complete" and [s["ended_as"] for s in resumed["segments"]] == ["interrupted", "fit_end"]
+    # the run it would have been: every step's loss, the masks, the per-sample outputs, the test accuracy
+    assert _step_losses(run) == _step_losses(group_uninterrupted) and [s for s, _ in _step_losses(run)] == list(range(30))
+    a, b = _pruning_state(group_uninterrupted), _pruning_state(run)
+    assert a["events"] == b["events"] and all(torch.equal(a["masks"][k], b["masks"][k]) for k in a["masks"])
+    per_a, per_b = np.load(group_uninterrupted / "per_sample" / "test.npz"), np.load(run / "per_sample" / "test.npz")
+    assert all(np.array_equal(per_a[k], per_b[k]) for k in per_a.files)
+    assert resumed["test_acc"] == whole["test_acc"]
 
 
 @pytest.mark.parametrize(
