@@ -64,6 +64,7 @@ from common.errors import ConfigError, check_choice, check_range
 from common.parser_errors import CLASS_SLOTS, condense_parser_error, import_path, known_classes
 from common.protocols import PlannedModule
 from common.run_folder import CHECKPOINTS_DIR, CONFIG_YAML, CSV_DIR, LAST_CKPT_FILE, METRICS_CSV_FILE, MODEL_CLASS_METHODS, PER_SAMPLE_TEST, WANDB_DIR
+from common.trainer_checks import check_trainer_values
 from datamodules.base import ImageDataModule
 from lightning_modules.base import RepresentationModule
 
@@ -288,10 +289,7 @@ class ContrastivePruningCLI(LightningCLI):
         check_choice("run.wandb_mode", mode, ("offline", "online", "disabled", "dryrun"))
         check_choice("run.resume", run.resume, RESUME_MODES)
         check_range("run.checkpoint_minutes", run.checkpoint_minutes, low=0)
-        if cfg.trainer.get("max_epochs") is not None and cfg.trainer.max_epochs < 1:
-            raise ConfigError(
-                f"trainer.max_epochs={cfg.trainer.max_epochs} is not allowed; it must be a whole number >= 1"
-            )
+        check_trainer_values(cfg.trainer.as_dict() if hasattr(cfg.trainer, "as_dict") else dict(cfg.trainer))
         ckpt = cfg.get("ckpt_path")
         if ckpt and not Path(ckpt).is_file():
             raise ConfigError(f"ckpt_path={ckpt!r} does not exist or is not a file; give the path of a .ckpt file")

@@ -71,6 +71,35 @@ FIT_CASES = [
      "of options in our documentation at https://lightning.ai"),
     # -- this project's checks --------------------------------------------------------------------
     ("max_epochs", TINY_SUP, ["--trainer.max_epochs", "-1"], "error: trainer.max_epochs=-1 is not allowed; it must be a whole number >= 1"),
+    # Trainer values Lightning accepts but cannot run (a ZeroDivisionError mid-fit) or silently misuses
+    ("check_val_every_n_epoch_0", TINY_SUP, ["--trainer.check_val_every_n_epoch", "0"],
+     "error: trainer.check_val_every_n_epoch=0 is not allowed; it must be a whole number >= 1 (validate every that many "
+     "epochs), or null (validate by val_check_interval only); use --trainer.limit_val_batches 0 for no validation"),
+    ("check_val_every_n_epoch_neg", TINY_SUP, ["--trainer.check_val_every_n_epoch", "-1"],
+     "error: trainer.check_val_every_n_epoch=-1 is not allowed; it must be a whole number >= 1 (validate every that many "
+     "epochs), or null (validate by val_check_interval only); use --trainer.limit_val_batches 0 for no validation"),
+    ("gradient_clip_val", TINY_SUP, ["--trainer.gradient_clip_val", "-1"],
+     "error: trainer.gradient_clip_val=-1 is not allowed; it must be a number >= 0 (0 = no clipping), or null"),
+    ("val_check_interval_0", TINY_SUP, ["--trainer.val_check_interval", "0"],
+     "error: trainer.val_check_interval=0 is not allowed; it must be a whole number >= 1 (validate every that many training "
+     "batches) or a fraction in (0.0, 1.0]"),
+    ("accumulate_grad_batches_0", TINY_SUP, ["--trainer.accumulate_grad_batches", "0"],
+     "error: trainer.accumulate_grad_batches=0 is not allowed; it must be a whole number >= 1"),
+    ("accumulate_grad_batches_neg", TINY_SUP, ["--trainer.accumulate_grad_batches", "-1"],
+     "error: trainer.accumulate_grad_batches=-1 is not allowed; it must be a whole number >= 1"),
+    ("log_every_n_steps_0", TINY_SUP, ["--trainer.log_every_n_steps", "0"],
+     "error: trainer.log_every_n_steps=0 is not allowed; it must be a whole number >= 1 (log every that many optimiser steps)"),
+    ("num_sanity_val_steps", TINY_SUP, ["--trainer.num_sanity_val_steps", "-2"],
+     "error: trainer.num_sanity_val_steps=-2 is not allowed; it must be a whole number >= 0, or -1 (the whole validation set)"),
+    ("max_steps_0", TINY_SUP, ["--trainer.max_steps", "0"],
+     "error: trainer.max_steps=0 is not allowed; it must be a whole number >= 1, or -1 (no limit)"),
+    ("min_steps", TINY_SUP, ["--trainer.min_steps", "-1"], "error: trainer.min_steps=-1 is not allowed; it must be a whole number >= 0, or null"),
+    ("min_epochs", TINY_SUP, ["--trainer.min_epochs", "-1"], "error: trainer.min_epochs=-1 is not allowed; it must be a whole number >= 0, or null"),
+    ("min_epochs_above_max", TINY_SUP, ["--trainer.min_epochs", "5"],
+     "error: trainer.min_epochs=5 is not allowed; it must be at most trainer.max_epochs=2 (the run trains max_epochs epochs)"),
+    ("max_time_0", TINY_SUP, ["--trainer.max_time", "00:00:00:00"],
+     "error: trainer.max_time='00:00:00:00' is not allowed; it must be a positive duration: 'DD:HH:MM:SS' (e.g. "
+     "'00:12:00:00') or {{hours: 12}}, or null"),
     ("temperature", TINY_SUPCON, ["--model.init_args.temperature", "0"],
      "error: model.temperature=0.0 is out of range; it must be in (0, inf)"),
     ("backbone", TINY_SUP, ["--model.init_args.backbone", "vgg"],
@@ -159,8 +188,11 @@ def test_an_existing_run_folder_is_refused_and_left_as_it_was(tmp_path: Path, mo
         (["--model.init_args.bogus", "3"], f"error: model.init_args.bogus is not an option of lightning_modules.SupervisedClassifier; its options are: {SUP_OPTIONS}"),
         (["--data.init_args.val_source", "holdout", "--data.init_args.holdout_size", "256"],
          "error: data.holdout_size=256 must be smaller than the training set (256 images)"),
+        (["--trainer.check_val_every_n_epoch", "0"],
+         "error: trainer.check_val_every_n_epoch=0 is not allowed; it must be a whole number >= 1 (validate every that many "
+         "epochs), or null (validate by val_check_interval only); use --trainer.limit_val_batches 0 for no validation"),
     ],
-    ids=["lightning", "parser", "data"],
+    ids=["lightning", "parser", "data", "trainer"],
 )
 def test_through_the_real_script_stderr_is_exactly_one_line(extra, message, tmp_path: Path) -> None:
     done = run_cli("fit", *TINY_SUP, *extra, cwd=tmp_path)
