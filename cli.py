@@ -529,8 +529,16 @@ def _quiet_lightning() -> Any:
 
 
 class _RunDirFound(Exception):
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, target: RunTarget) -> None:
+        self.target = target
+
+
+@dataclass(frozen=True)
+class RunTarget:
+    """Where ``python cli.py fit <args>`` would write, and how many epochs it trains (``trainer.max_epochs``)."""
+
+    folder: Path
+    max_epochs: int | None
 
 
 class _RunDirOnly(ContrastivePruningCLI):
@@ -538,12 +546,14 @@ class _RunDirOnly(ContrastivePruningCLI):
 
     def before_instantiate_classes(self) -> None:
         cfg = self.config.get(str(self.subcommand), self.config)
-        raise _RunDirFound(self._resolve_run_dir(cfg))
+        epochs = cfg.trainer.get("max_epochs")
+        raise _RunDirFound(RunTarget(self._resolve_run_dir(cfg), int(epochs) if isinstance(epochs, int) else None))
 
 
-def run_dir_for(args: list[str]) -> Path:
-    """The run folder ``python cli.py <args>`` would use (no model, data or Trainer is built; with
-    ``--run.resume auto`` and no ``--run.dir`` it is the config-hash folder, the same on every machine).
+def run_target_for(args: list[str]) -> RunTarget:
+    """The run folder ``python cli.py <args>`` would use and its ``trainer.max_epochs`` (no model,
+    data or Trainer is built; with ``--run.resume auto`` and no ``--run.dir`` the folder is the
+    config-hash folder, the same on every machine).
 
     Raises:
         ConfigError: for bad input, as the command itself would.
@@ -553,7 +563,7 @@ def run_dir_for(args: list[str]) -> Path:
         _RunDirOnly(RepresentationModule, ImageDataModule, subclass_mode_model=True, subclass_mode_data=True,
                     args=list(args), auto_configure_optimizers=False, parser_kwargs={"exit_on_error": False})  # fmt: skip
     except _RunDirFound as found:
-        return found.path
+        return found.target
     except Exception as exc:  # noqa: BLE001 - bad input becomes a ConfigError, anything else is re-raised
         message = user_error_message(exc)
         if message is None:
@@ -567,6 +577,11 @@ def run_dir_for(args: list[str]) -> Path:
             else:
                 os.environ[key] = value
     raise RuntimeError("the command did not reach the run-folder step")
+
+
+def run_dir_for(args: list[str]) -> Path:
+    """The run folder ``python cli.py <args>`` would use (see :func:`run_target_for`)."""
+    return run_target_for(args).folder
 
 
 def _end_summary(run_dir: Path, status: str, wandb_mode: str) -> str:

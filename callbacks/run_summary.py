@@ -110,10 +110,12 @@ class RunSummary(pl.Callback):
             if isinstance(contributor, RunSummaryContributor):
                 summary.update(contributor.run_summary(trainer, pl_module))
         summary["seed"] = _seed()
+        summary["cuda_visible_devices"] = os.environ.get("CUDA_VISIBLE_DEVICES")  # the GPU(s) a runner pinned it to
         summary["max_epochs"] = trainer.max_epochs
         if trainer.state.fn == "fit" or stage == "fit":
             summary["epochs"] = summary["epochs_trained"] = epochs_trained(trainer, pl_module)
             summary["steps_trained"] = summary["global_step"] = int(trainer.global_step)
+            summary["planned_steps"] = planned_steps(trainer, pl_module)
         summary["run_dir"] = str(run_dir(trainer).resolve())
         if self._fit_seconds is not None:
             summary["fit_seconds"] = round(self._fit_seconds, 3)

@@ -91,11 +91,13 @@ class RunJson(TypedDict, total=False):
     wandb_run_id: str | None
     # callbacks/run_summary.py: how far it got
     seed: int | None
+    cuda_visible_devices: str | None
     max_epochs: int | None
     epochs: int
     epochs_trained: int
     steps_trained: int
     global_step: int
+    planned_steps: int | None
     run_dir: str
     fit_seconds: float
     segments: list[dict[str, Any]]

@@ -6,6 +6,7 @@
 #
 #   scripts/table1_loop.sh                         # the paper's grid: 30 seeds (very long)
 #   scripts/table1_loop.sh --jobs 2                # two runs at a time
+#   scripts/table1_loop.sh --devices auto --runs-per-device 4   # 4 runs on each visible GPU
 #   scripts/table1_loop.sh --dry-run               # status and command of every run
 #   scripts/table1_loop.sh -- --trainer.max_epochs 3  # arguments after -- go to every run
 #   python cli.py analyze --runs runs --out reports/table1
