@@ -150,6 +150,21 @@ class WandbConfigCallback(SaveConfigCallback):
                 logger.experiment.config.update(config, allow_val_change=True)
 
 
+#: Trainer values that are a number of batches when whole, a fraction of the loader when in [0, 1]
+_BATCH_COUNTS = ("limit_train_batches", "limit_val_batches", "limit_test_batches", "limit_predict_batches", "overfit_batches",
+                 "val_check_interval")  # fmt: skip
+
+
+def _whole_batch_counts(trainer: Any) -> None:
+    """``--trainer.limit_train_batches 20`` means 20 batches: some installs parse the flag's
+    ``Union[int, float]`` as the float 20.0, which Lightning would reject; a whole float above 1 is
+    made the int it was written as (1.0 stays 1.0: all batches)."""
+    for key in _BATCH_COUNTS:
+        value = trainer.get(key)
+        if isinstance(value, float) and value > 1 and value.is_integer():
+            trainer[key] = int(value)
+
+
 def _is_ddp_child() -> bool:
     """A process Lightning's DDP launcher started from this script (it inherits the parent's decisions)."""
     return "LOCAL_RANK" in os.environ and os.environ.get("LOCAL_RANK") != "0" and bool(os.environ.get(RUN_DIR_ENV))
@@ -289,6 +304,7 @@ class ContrastivePruningCLI(LightningCLI):
         check_choice("run.wandb_mode", mode, ("offline", "online", "disabled", "dryrun"))
         check_choice("run.resume", run.resume, RESUME_MODES)
         check_range("run.checkpoint_minutes", run.checkpoint_minutes, low=0)
+        _whole_batch_counts(cfg.trainer)
         check_trainer_values(cfg.trainer.as_dict() if hasattr(cfg.trainer, "as_dict") else dict(cfg.trainer))
         ckpt = cfg.get("ckpt_path")
         if ckpt and not Path(ckpt).is_file():

@@ -168,3 +168,17 @@ def test_ddp_test_metrics_count_each_test_sample_once(tmp_path: Path) -> None:
         of_class = per_sample["label"] == k
         if of_class.any():
             assert summary["test_metrics"][f"test/acc_class_{k}"] == pytest.approx(float(correct[of_class].mean()), abs=1e-7)
+
+
+def test_a_whole_number_of_batches_stays_a_count_whatever_the_parser_made_of_it() -> None:
+    """On some installs (seen on a GPU machine) ``--trainer.limit_train_batches 20`` reaches the Trainer
+    as 20.0, which Lightning rejects as a fraction above 1; the CLI makes it the count it was written as."""
+    from jsonargparse import Namespace
+
+    trainer = Namespace(limit_train_batches=20.0, limit_val_batches=1.0, limit_test_batches=0.25, val_check_interval=50.0,
+                        overfit_batches=0.0, limit_predict_batches=None)  # fmt: skip
+    cli._whole_batch_counts(trainer)
+    assert trainer.limit_train_batches == 20 and isinstance(trainer.limit_train_batches, int)
+    assert trainer.val_check_interval == 50 and isinstance(trainer.val_check_interval, int)
+    assert trainer.limit_val_batches == 1.0 and isinstance(trainer.limit_val_batches, float)  # 1.0 = every batch
+    assert trainer.limit_test_batches == 0.25 and trainer.overfit_batches == 0.0 and trainer.limit_predict_batches is None
