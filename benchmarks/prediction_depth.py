@@ -84,13 +84,16 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def eval_pass(model: SupervisedClassifier, loader, device: torch.device) -> tuple[float, float, int]:
-    """Wall seconds, this process's CPU seconds and images of one inference pass (``_eval_step``)."""
+def eval_pass(model: SupervisedClassifier, loader, device: torch.device, dm: RandomImages) -> tuple[float, float, int]:
+    """Wall seconds, this process's CPU seconds and images of one inference pass (``_eval_step``): each
+    batch transferred and finished by the datamodule as Lightning does (``augment_on: device``: the
+    images gathered and eval-transformed on the device)."""
     images = 0
     start, cpu = time.perf_counter(), time.process_time()
     with torch.inference_mode():
         for batch in loader:
-            batch = {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+            batch = {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
+            batch = dm.on_after_batch_transfer(batch, 0)
             model._eval_step(batch)
             images += len(batch["index"])
     sync(device)
@@ -99,8 +102,8 @@ def eval_pass(model: SupervisedClassifier, loader, device: torch.device) -> tupl
 
 def eval_passes(model: SupervisedClassifier, dm: RandomImages, device: torch.device, label: str) -> tuple[float, float, float]:
     """One eval pass over train + test: (wall s, CPU s, test-part wall s), printed."""
-    t_train, c_train, n_train = eval_pass(model, dm.probe_train_dataloader(augmentation="none"), device)
-    t_test, c_test, n_test = eval_pass(model, dm.test_dataloader(), device)
+    t_train, c_train, n_train = eval_pass(model, dm.probe_train_dataloader(augmentation="none"), device, dm)
+    t_test, c_test, n_test = eval_pass(model, dm.test_dataloader(), device, dm)
     wall, cpu = t_train + t_test, c_train + c_test
     print(f"(a) eval pass {label}: {wall:.1f} s for {n_train + n_test} images ({t_train:.1f} s train + {t_test:.1f} s test, "
           f"{1000 * wall / (n_train + n_test):.2f} ms/image; {cpu:.1f} CPU-s), load average {_load()}", flush=True)
@@ -190,6 +193,7 @@ def main() -> None:
           f"k-NN {knn_s:.1f} s, rest {pd_s - fwd_s - knn_s:.1f} s); trainer.test incl. the test loop: {t_test_call:.1f} s")
     print(f"    {len(bank)} probes, D = {dims}")
     print("    k-NN s per probe: " + " ".join(f"{s:.2f}" for s in pd_cb.knn_probe_seconds) + f"; load average {_load()}")
+    model.to(device)  # Trainer.test's teardown moves the model back to the CPU
     after = eval_passes(model, dm, device, "after PD")
     t_eval = (before[0] + after[0]) / 2
     cpu_eval = (before[1] + after[1]) / 2
