@@ -48,12 +48,13 @@ import yaml
 from jsonargparse import ArgumentParser, Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch import Trainer
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.trainer.setup import _log_device_info
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from callbacks.progress import SyncFreeProgressBar
 from callbacks.pruning.base import PruningCallback
 from callbacks.pruning.oneshot import OneShotPruning
 from callbacks.resume import STOP, AtomicCheckpointIO, ResumableCSVLogger, ResumeCheckpoint, RngState, StopSignals, read_last_info, truncate_csv, worker_died_of_stop
@@ -449,6 +450,8 @@ class ContrastivePruningCLI(LightningCLI):
             callbacks.append(RngState())
         if self.subcommand == "fit" and not any(isinstance(c, StopSignals) for c in callbacks):
             callbacks.append(StopSignals())
+        if trainer_cfg.get("enable_progress_bar") is not False and not any(isinstance(c, ProgressBar) for c in callbacks):
+            callbacks.append(SyncFreeProgressBar())  # Lightning's bar, minus a device read per step
         if trainer_cfg["logger"] and not any(isinstance(c, LearningRateMonitor) for c in callbacks):
             callbacks.append(LearningRateMonitor(logging_interval="step"))
         self._summary = next((c for c in callbacks if isinstance(c, RunSummary)), None)

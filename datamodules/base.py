@@ -41,6 +41,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import lightning.pytorch as pl
+import numpy as np
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
@@ -96,21 +97,50 @@ class IndexedImageDataset(Dataset):
         return {"index": index, "label": int(self.labels[index]), name: out}
 
 
-class IndexedLabels(Dataset):
-    """The training set as indices and labels only (``augment_on: device``): the images stay on the
-    training device and are augmented there after the batch is transferred."""
+#: the batch key naming the device-resident split a batch of indices comes from (``augment_on: device``)
+DEVICE_SPLIT = "device_split"
 
-    def __init__(self, labels: Tensor, indices: Tensor) -> None:
-        self.labels = labels.long()
-        self.indices = indices.long()
+
+class IndexedLabels(Dataset):
+    """A split as indices and labels only (``augment_on: device``): the images stay on the training
+    device and are gathered (and augmented, or eval-transformed) there after the batch is transferred.
+
+    A loader fetches whole batches (``__getitems__``): ``{"index", "label"}`` tensors and, as plain
+    Python values that stay on the host, the split and — for the training loader, whose keys are
+    ``(position, epoch)`` — the epoch and the batch's first index, which seed its augmentation. So
+    nothing about a batch has to be read back from the device.
+    """
+
+    def __init__(self, labels: Tensor, indices: Tensor, split: str = "train") -> None:
+        # NumPy on the host: gathering a batch's indices and labels dispatches no tensor operation
+        self.labels = labels.long().numpy()
+        self.indices = indices.long().numpy()
+        self.split = split
 
     def __len__(self) -> int:
         return len(self.indices)
 
-    def __getitem__(self, key: tuple[int, int]) -> dict[str, Any]:
-        position, epoch = key
-        index = int(self.indices[position])
-        return {"index": index, "label": int(self.labels[index]), "epoch": int(epoch)}
+    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
+        return self.__getitems__([key])
+
+    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> dict[str, Any]:
+        epoch = None
+        if keys and isinstance(keys[0], tuple):
+            positions = [int(k[0]) for k in keys]  # type: ignore[index]
+            epoch = int(keys[0][1])  # type: ignore[index]
+        else:
+            positions = [int(k) for k in keys]  # type: ignore[arg-type]
+        index = self.indices[np.asarray(positions, dtype=np.int64)]
+        batch: dict[str, Any] = {"index": torch.from_numpy(index), "label": torch.from_numpy(self.labels[index]), DEVICE_SPLIT: self.split}
+        if epoch is not None:
+            batch["epoch"] = epoch
+            batch["first"] = int(index[0]) if len(index) else 0
+        return batch
+
+
+def as_batch(batch: dict[str, Any]) -> dict[str, Any]:
+    """``collate_fn`` of the index loaders: :meth:`IndexedLabels.__getitems__` returns whole batches."""
+    return batch
 
 
 class ResumableSampler(DistributedSampler):
@@ -266,7 +296,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.sample_seed = sample_seed
         self.drop_last = drop_last
         self.augment_on = augment_on
-        self._device_images: Tensor | None = None  # augment_on=device: the uint8 training set on the device
+        self._device_images: dict[str, Tensor] = {}  # augment_on=device: the uint8 splits on the device
         self._device_augment: dict[str, Any] = {}
         self._device_spec: TrainDataSpec | None = None
         self._arrays: dict[str, tuple[Tensor, Tensor]] | None = None
@@ -385,7 +415,7 @@ class ImageDataModule(pl.LightningDataModule):
             on_device = self.augment_on == "device"
             if on_device:  # indices only: no workers needed, the images are gathered on the device
                 assert self._arrays is not None and self._train_indices is not None
-                ds: Dataset = IndexedLabels(self._arrays["train"][1], self._train_indices)
+                ds: Dataset = IndexedLabels(self._arrays["train"][1], self._train_indices, "train")
             else:
                 base = self._transform(spec.augmentation)
                 transform = base if spec.views == 1 else MultiView(base, spec.views)
@@ -400,6 +430,7 @@ class ImageDataModule(pl.LightningDataModule):
                 pin_memory=False if on_device else self.pin_memory,
                 persistent_workers=False if on_device else self.persistent_workers,
                 worker_init_fn=ignore_stop_signals,
+                **({"collate_fn": as_batch} if on_device else {}),
             )
             loader.progress = self._batches_done
             self._train_loaders[key] = loader
@@ -414,21 +445,32 @@ class ImageDataModule(pl.LightningDataModule):
             self._device_augment[kind] = DeviceAugment(kind, mean=self.mean, std=self.std, vflip=self.hparams.vflip)
         return self._device_augment[kind].to(device)
 
+    def _images_on(self, split: str, device: torch.device) -> Tensor:
+        """The uint8 images of ``split`` on ``device`` (copied there once)."""
+        images = self._device_images.get(split)
+        if images is None or images.device != device:
+            assert self._arrays is not None
+            images = self._device_images[split] = self._arrays[split][0].to(device)
+        return images
+
     @override
     def on_after_batch_transfer(self, batch: Any, dataloader_idx: int) -> Any:
-        if self.augment_on != "device" or not isinstance(batch, dict) or "epoch" not in batch:
+        """``augment_on: device``: the batch's images, gathered from the device-resident split and
+        augmented there (training: the phase's augmentation, seeded by (run seed, epoch, first index,
+        view)) or eval-transformed (validation, test). Reads nothing back from the device."""
+        if self.augment_on != "device" or not isinstance(batch, dict) or DEVICE_SPLIT not in batch:
             return batch
+        split = batch.pop(DEVICE_SPLIT)
         index = batch["index"]
         device = index.device
-        if self._device_images is None or self._device_images.device != device:
-            assert self._arrays is not None
-            self._device_images = self._arrays["train"][0].to(device)
+        images = self._images_on(split, device)[index]
+        epoch, first = batch.pop("epoch", None), batch.pop("first", 0)
+        if epoch is None:  # validation / test: torchvision's eval transform, batched
+            batch["image"] = self._augmenter("none", device)(images, seed=0)
+            return batch
         spec = self._device_spec or self.current_spec()
-        images = self._device_images[index]
-        epoch = int(batch.pop("epoch")[0])
-        first = int(index[0]) if len(index) else 0
         augment = self._augmenter(spec.augmentation, device)
-        views = [augment(images, seed=sample_seed(self._seed(), epoch, first) * 8 + v) for v in range(spec.views)]
+        views = augment.views(images, seeds=[sample_seed(self._seed(), epoch, first) * 8 + v for v in range(spec.views)])
         if spec.views == 1:
             batch["image"] = views[0]
         else:
@@ -455,18 +497,25 @@ class ImageDataModule(pl.LightningDataModule):
         resolved = {spec or self.default_spec() for spec in specs.values()}
         return len(resolved) > 1
 
+    def _eval_loader(self, split: str, indices: Tensor | None = None) -> DataLoader:
+        """The eval loader of ``split`` (in index order): with ``augment_on: device`` indices only
+        (the eval transform runs on the device, no workers), else per-sample transforms in workers."""
+        assert self._arrays is not None, "call setup() first"
+        if self.augment_on == "device":
+            labels = self._arrays[split][1]
+            ds = IndexedLabels(labels, torch.arange(len(labels)) if indices is None else indices, split)
+            return DataLoader(ds, batch_size=self.eval_batch_size, num_workers=0, collate_fn=as_batch)
+        return self._loader(self._dataset(split, self._transform("none"), indices), batch_size=self.eval_batch_size)
+
     @override
     def val_dataloader(self) -> DataLoader:
         if self.val_source == "holdout":
-            ds = self._dataset("train", self._transform("none"), self._holdout_indices)
-        else:
-            ds = self._dataset("test", self._transform("none"))
-        return self._loader(ds, batch_size=self.eval_batch_size)
+            return self._eval_loader("train", self._holdout_indices)
+        return self._eval_loader("test")
 
     @override
     def test_dataloader(self) -> DataLoader:
-        ds = self._dataset("test", self._transform("none"))
-        return self._loader(ds, batch_size=self.eval_batch_size)
+        return self._eval_loader("test")
 
     @override
     def predict_dataloader(self) -> DataLoader:

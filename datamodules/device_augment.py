@@ -81,6 +81,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from kornia.enhance import adjust_hue as _kornia_adjust_hue
@@ -109,12 +110,15 @@ def _uniform_int(u: Tensor, n: Tensor) -> Tensor:
     return torch.minimum((u * n).floor().long(), n.long() - 1)
 
 
+#: torchvision's ``_log_ratio``: the log of the ratio range in float32, as Python floats (computed once)
+_LOG_RATIO = tuple(float(v) for v in torch.log(torch.tensor(RRC_RATIO)))
+
+
 def _rrc_boxes(batch: int, height: int, width: int, g: torch.Generator) -> dict[str, Tensor]:
     """torchvision ``RandomResizedCrop.make_params`` for ``batch`` samples at once."""
     area = float(height * width)
     scale = torch.empty(batch, RRC_ATTEMPTS).uniform_(RRC_SCALE[0], RRC_SCALE[1], generator=g)
-    log_ratio = torch.log(torch.tensor(RRC_RATIO))  # float32, as torchvision's _log_ratio
-    ratio = torch.exp(torch.empty(batch, RRC_ATTEMPTS).uniform_(float(log_ratio[0]), float(log_ratio[1]), generator=g))
+    ratio = torch.exp(torch.empty(batch, RRC_ATTEMPTS).uniform_(_LOG_RATIO[0], _LOG_RATIO[1], generator=g))
     target = area * scale.double()  # torchvision: Python float arithmetic on the float32 draws
     w = torch.sqrt(target * ratio.double()).round()  # torch.round = round half to even = Python round
     h = torch.sqrt(target / ratio.double()).round()
@@ -138,6 +142,24 @@ def _rrc_boxes(batch: int, height: int, width: int, g: torch.Generator) -> dict[
     top = torch.where(found, _uniform_int(u_top, height - h + 1), ((height - h) // 2).long())
     left = torch.where(found, _uniform_int(u_left, width - w + 1), ((width - w) // 2).long())
     return {"top": top, "left": left, "height": h.long(), "width": w.long()}
+
+
+def _supervised_params(batch: int, g: torch.Generator, *, size: int, height: int, width: int, vflip: bool) -> dict[str, np.ndarray]:
+    """RandomCrop(padding 4) + flips, as NumPy arrays: the generator's draws (torch), then the same
+    arithmetic as :func:`_uniform_int` and ``U < p`` on the host, where it dispatches no tensor operation."""
+    ph, pw = height + 2 * CROP_PADDING, width + 2 * CROP_PADDING
+    if ph < size or pw < size:
+        raise ValueError(f"size={size} is larger than the padded image ({ph}x{pw})")
+    u_top = torch.rand(batch, dtype=torch.float64, generator=g).numpy()
+    u_left = torch.rand(batch, dtype=torch.float64, generator=g).numpy()
+    hflip = torch.rand(batch, generator=g).numpy() < FLIP_P
+    vflips = torch.rand(batch, generator=g).numpy() < FLIP_P
+    return {
+        "top": np.minimum(np.floor(u_top * (ph - size + 1)).astype(np.int64), ph - size),
+        "left": np.minimum(np.floor(u_left * (pw - size + 1)).astype(np.int64), pw - size),
+        "hflip": hflip,
+        "vflip": vflips & vflip,
+    }
 
 
 def sample_params(
@@ -170,14 +192,7 @@ def sample_params(
     if kind == "none":
         return {}
     if kind == "supervised":
-        ph, pw = height + 2 * CROP_PADDING, width + 2 * CROP_PADDING
-        if ph < size or pw < size:
-            raise ValueError(f"size={size} is larger than the padded image ({ph}x{pw})")
-        top = _uniform_int(torch.rand(batch, dtype=torch.float64, generator=g), torch.tensor(ph - size + 1))
-        left = _uniform_int(torch.rand(batch, dtype=torch.float64, generator=g), torch.tensor(pw - size + 1))
-        hflip = torch.rand(batch, generator=g) < FLIP_P
-        vflips = torch.rand(batch, generator=g) < FLIP_P
-        return {"top": top, "left": left, "hflip": hflip, "vflip": vflips & vflip}
+        return {k: torch.from_numpy(v) for k, v in _supervised_params(batch, g, size=size, height=height, width=width, vflip=vflip).items()}
     params = _rrc_boxes(batch, height, width, g)
     params["hflip"] = torch.rand(batch, generator=g) < FLIP_P
     params["jitter"] = torch.rand(batch, generator=g) < JITTER_P
@@ -294,33 +309,46 @@ class DeviceAugment(torch.nn.Module):
 
     @torch.no_grad()
     def forward(self, images: Tensor, *, seed: int) -> Tensor:
+        return self.views(images, seeds=[seed])[0]
+
+    @torch.no_grad()
+    def views(self, images: Tensor, *, seeds: Sequence[int]) -> list[Tensor]:
+        """One augmented batch per seed (``views(x, seeds=[s])[0] == forward(x, seed=s)``), computed in
+        one pass over the views stacked along the batch: every operation treats each sample on its
+        own, so the result is that of one call per seed, with a fraction of the device operations."""
         if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[1] != 3:
             raise ValueError(f"images must be uint8 [B, 3, H, W], got {images.dtype} {tuple(images.shape)}")
-        params = self.params(images, seed)
+        n = len(seeds)
+        b, _, h, w = images.shape
+        stacked = images if n == 1 else torch.cat([images] * n)
         if self.kind == "supervised":
-            x = self._crop_flip(images, params).float()
+            drawn = [_supervised_params(b, torch.Generator().manual_seed(int(s)), size=self.size, height=h, width=w, vflip=self.vflip)
+                     for s in seeds]  # fmt: skip
+            x = self._crop_flip(stacked, {k: np.concatenate([d[k] for d in drawn]) for k in drawn[0]}).float()
         elif self.kind == "contrastive":
-            x = self._contrastive(images, params)
+            params = [self.params(images, s) for s in seeds]
+            x = self._contrastive(stacked, {k: torch.cat([p[k] for p in params]) for k in params[0]})
         else:
-            x = images.float()
+            x = stacked.float()
         mean = self.mean.to(images.device)
         std = self.std.to(images.device)
-        return x.mul_(1.0 / 255).sub_(mean).div_(std)  # ToDtype(float32, scale=True) + Normalize
+        x = x.mul_(1.0 / 255).sub_(mean).div_(std)  # ToDtype(float32, scale=True) + Normalize
+        return list(x.chunk(n)) if n > 1 else [x]
 
     # -- supervised ---------------------------------------------------------------------------------
-    def _crop_flip(self, images: Tensor, p: dict[str, Tensor]) -> Tensor:
+    def _crop_flip(self, images: Tensor, p: dict[str, np.ndarray]) -> Tensor:
+        """Crop (in the zero-padded batch) and flip as two gathers whose per-sample row and column
+        indices are built on the host (a flipped axis reads its crop backwards) and sent in one
+        non-blocking copy: the same pixels as crop-then-flip, in 8 device operations."""
         dev, s = images.device, self.size
         b, c = images.shape[:2]
+        ar = np.arange(s)
+        rows = p["top"][:, None] + np.where(p["vflip"][:, None], s - 1 - ar, ar)
+        cols = p["left"][:, None] + np.where(p["hflip"][:, None], s - 1 - ar, ar)
+        index = torch.from_numpy(np.stack([rows, cols])).to(dev, non_blocking=True)  # [2, B, s]
         padded = F.pad(images, [CROP_PADDING] * 4)  # zeros, torchvision's default fill
-        ar = torch.arange(s, device=dev)
-        rows = (p["top"].to(dev)[:, None] + ar).view(b, 1, s, 1).expand(b, c, s, padded.shape[-1])
-        x = padded.gather(2, rows)
-        cols = (p["left"].to(dev)[:, None] + ar).view(b, 1, 1, s).expand(b, c, s, s)
-        x = x.gather(3, cols)
-        x = torch.where(p["hflip"].to(dev).view(-1, 1, 1, 1), x.flip(-1), x)
-        if self.vflip:
-            x = torch.where(p["vflip"].to(dev).view(-1, 1, 1, 1), x.flip(-2), x)
-        return x
+        x = padded.gather(2, index[0].view(b, 1, s, 1).expand(b, c, s, padded.shape[-1]))
+        return x.gather(3, index[1].view(b, 1, 1, s).expand(b, c, s, s))
 
     # -- contrastive ---------------------------------------------------------------------------------
     def _contrastive(self, images: Tensor, p: dict[str, Tensor]) -> Tensor:
@@ -346,12 +374,13 @@ class DeviceAugment(torch.nn.Module):
         """The four ColorJitter ops in each sample's own order: for each of the 4 slots and each of
         the 4 ops, the samples whose ``order[slot]`` is that op (indices found on the CPU, so no
         device sync) go through the op together — 16 batched calls, each sample in 4 of them."""
+        jitter, order = p["jitter"].numpy(), p["order"].numpy()
         for slot in range(4):
             for op, (name, fn) in _JITTER_OPS.items():
-                idx = torch.nonzero(p["jitter"] & (p["order"][:, slot] == op)).flatten()
-                if idx.numel() == 0:
+                found = np.flatnonzero(jitter & (order[:, slot] == op))  # on the host, in NumPy
+                if found.size == 0:
                     continue
-                idx = idx.to(x.device, non_blocking=True)
+                idx = torch.from_numpy(found).to(x.device, non_blocking=True)
                 x.index_copy_(0, idx, fn(x.index_select(0, idx), pd[name].index_select(0, idx)))
         return x
 

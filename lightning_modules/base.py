@@ -83,6 +83,7 @@ class RepresentationModule(pl.LightningModule):
         self._eval_rows: dict[str, list[dict[str, Tensor]]] = {"val": [], "test": []}
         self._plan: TrainingPlan | None = None
         self._epoch_started: float | None = None
+        self._epoch_trained: float | None = None
         #: set by PredictionDepth during test: _eval_step then also returns the pooled "probes"
         self.collect_probes = False
         if channels_last:
@@ -317,14 +318,25 @@ class RepresentationModule(pl.LightningModule):
             module.eval()
 
     # -- timing --------------------------------------------------------------------------------
+    # train/epoch_time_s: the whole epoch (training, then validation); train/epoch_train_time_s: its
+    # training batches alone (until the epoch's first validation starts, or its end)
     @override
     def on_train_epoch_start(self) -> None:
         self._epoch_started = time.perf_counter()
+        self._epoch_trained = None
+
+    @override
+    def on_validation_epoch_start(self) -> None:
+        if self.trainer.state.fn == "fit" and not self.trainer.sanity_checking and self._epoch_started and self._epoch_trained is None:
+            self._epoch_trained = time.perf_counter()
 
     @override
     def on_train_epoch_end(self) -> None:
         if self._epoch_started is not None:
-            self.log("train/epoch_time_s", time.perf_counter() - self._epoch_started, sync_dist=True)
+            now = time.perf_counter()
+            trained = self._epoch_trained or now
+            self.log("train/epoch_time_s", now - self._epoch_started, sync_dist=True)
+            self.log("train/epoch_train_time_s", trained - self._epoch_started, sync_dist=True)
 
     def run_summary(self, trainer: pl.Trainer | None, pl_module: pl.LightningModule | None) -> dict[str, Any]:
         return {

@@ -211,7 +211,7 @@ class BYOLModel(PhasedRepresentationModule):
         q1, q2 = q[:batch_size], q[batch_size:]
         z1, z2 = z[:batch_size], z[batch_size:]
         loss = byol_loss(q1, z2) + byol_loss(q2, z1)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, sync_dist=True)
         self.log("train/tau", self.tau, on_step=True, on_epoch=False)
         return loss, h[:batch_size]
 

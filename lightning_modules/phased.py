@@ -43,13 +43,13 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
 from common.data_spec import AUGMENTATIONS, TrainDataSpec
 from common.errors import ConfigError, check_choice, check_range
 from common.protocols import PlannedData
 from common.schedules import cosine_factor
+from lightning_modules.accuracy import RunningAccuracy
 from lightning_modules.base import RepresentationModule
 
 
@@ -149,8 +149,8 @@ class PhasedRepresentationModule(RepresentationModule):
     def _add_probe(self) -> None:
         """The online probe and the head/probe accuracies (after the heads: see the module doc)."""
         self.probe = nn.Linear(self.feature_dim, self.num_classes)
-        self.probe_train_acc = MulticlassAccuracy(self.num_classes, average="micro")
-        self.head_train_acc = MulticlassAccuracy(self.num_classes, average="micro")
+        self.probe_train_acc = RunningAccuracy()
+        self.head_train_acc = RunningAccuracy()
 
     # -- what a method defines ------------------------------------------------------------------
     def build_heads(self) -> None:
@@ -249,22 +249,22 @@ class PhasedRepresentationModule(RepresentationModule):
                 h = self.encode(self._single_view(batch))
             logits = self.classifier(h)
             loss = F.cross_entropy(logits, labels)
-            self.head_train_acc(logits.detach(), labels)
-            self.log("train/head_loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+            self.head_train_acc.update(logits.detach(), labels)
+            self.log("train/head_loss", loss, on_step=True, on_epoch=True, sync_dist=True)
             self.log("train/head_acc", self.head_train_acc, prog_bar=True, on_step=False, on_epoch=True)
             return loss
         if phase == "finetune":
             logits = self.classify(self._single_view(batch))
             loss = F.cross_entropy(logits, labels)
-            self.head_train_acc(logits.detach(), labels)
-            self.log("train/finetune_loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+            self.head_train_acc.update(logits.detach(), labels)
+            self.log("train/finetune_loss", loss, on_step=True, on_epoch=True, sync_dist=True)
             self.log("train/finetune_acc", self.head_train_acc, prog_bar=True, on_step=False, on_epoch=True)
             return loss
 
         loss, h0 = self.pretrain_step(batch, batch_idx)
         probe_logits = self.probe(h0.detach())
         probe_loss = F.cross_entropy(probe_logits, labels)
-        self.probe_train_acc(probe_logits.detach(), labels)
+        self.probe_train_acc.update(probe_logits.detach(), labels)
         self.log("probe/train_loss", probe_loss, on_step=False, on_epoch=True, sync_dist=True)
         self.log("probe/train_acc", self.probe_train_acc, on_step=False, on_epoch=True)
         return loss + probe_loss  # the probe sees detached features: its gradient never reaches the encoder

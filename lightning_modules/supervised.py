@@ -8,10 +8,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import Tensor
-from torchmetrics.classification import MulticlassAccuracy
 from typing_extensions import override
 
 from common.errors import check_range
+from lightning_modules.accuracy import RunningAccuracy
 from lightning_modules.base import RepresentationModule
 
 
@@ -51,14 +51,14 @@ class SupervisedClassifier(RepresentationModule):
         check_range("model.gamma", gamma, low=0, low_inclusive=False)
         super().__init__(backbone, num_classes, in_channels, depth, widen_factor, channels_last)
         self.save_hyperparameters()
-        self.train_acc = MulticlassAccuracy(num_classes, average="micro")
+        self.train_acc = RunningAccuracy()
 
     @override
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self.classify(batch["image"])
         loss = F.cross_entropy(logits, batch["label"])
-        self.train_acc(logits.detach(), batch["label"])
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, sync_dist=True)
+        self.train_acc.update(logits.detach(), batch["label"])  # the epoch's value (no per-batch one: logged on_epoch)
+        self.log("train/loss", loss, on_step=True, on_epoch=True, sync_dist=True)
         self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
         return loss
 

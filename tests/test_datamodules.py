@@ -46,10 +46,16 @@ def test_cifar10_reads_the_on_disk_format_and_batches_carry_indices(fake_cifar) 
     on_device = CIFAR10DataModule(data_dir=str(root), batch_size=8, num_workers=0)
     on_device.setup("fit")
     raw = next(iter(on_device.train_dataloader()))
-    assert set(raw) == {"index", "label", "epoch"}
+    assert set(raw) == {"index", "label", "epoch", "first", "device_split"}  # plain values stay on the host
+    assert isinstance(raw["epoch"], int) and raw["first"] == int(raw["index"][0]) and raw["device_split"] == "train"
     done = on_device.on_after_batch_transfer(raw, 0)
     assert set(done) == {"index", "label", "image"} and done["image"].shape == (8, 3, 32, 32)
     assert done["image"].dtype == torch.float32
+    # evaluation on the device: the same tensors, bit for bit, as torchvision's transform in the loader
+    for on_dev, in_loader in ((on_device.test_dataloader(), dm.test_dataloader()), (on_device.val_dataloader(), dm.val_dataloader())):
+        for raw_eval, ref in zip(on_dev, in_loader):
+            got = on_device.on_after_batch_transfer(raw_eval, 0)
+            assert set(got) == {"index", "label", "image"} and all(torch.equal(got[k], ref[k]) for k in ref)
 
 
 def test_cifar10_two_views_for_contrastive_training(fake_cifar) -> None:

@@ -144,8 +144,8 @@ def test_mini_batches_carry_indices_in_one_and_two_view_form(mini: FashionMNISTM
     assert batch["image"].dtype == torch.float32 and batch["index"].dtype == torch.int64
     _, labels = mini.load_arrays(train=True)
     assert torch.equal(batch["label"], labels[batch["index"]])
-    test = next(iter(mini.test_dataloader()))
-    assert test["index"].tolist() == list(range(16))  # the test order is fixed
+    test = mini.on_after_batch_transfer(next(iter(mini.test_dataloader())), 0)
+    assert test["index"].tolist() == list(range(16)) and test["image"].shape == (16, 3, 32, 32)  # the test order is fixed
 
     two = FashionMNISTMiniDataModule(batch_size=8, views=2, augmentation="contrastive", num_workers=0)
     two.setup("fit")

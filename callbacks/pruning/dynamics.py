@@ -25,6 +25,7 @@ Masks are ``dict[name, BoolTensor]`` (True = kept) as everywhere in :mod:`callba
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -143,9 +144,26 @@ def measure_layer_flops(root: nn.Module, param_names: list[str], run: Callable[[
     return {name: out[name] for name in param_names if name in out}
 
 
+#: id(mask) -> (a weak reference to it, its version counter, kept fraction): a mask's density is read
+#: from the device once per change (a tensor cannot key a WeakKeyDictionary: == compares elements)
+_DENSITIES: dict[int, tuple[weakref.ref[Tensor], int, float]] = {}
+
+
+def _density(mask: Tensor) -> float:
+    cached = _DENSITIES.get(id(mask))
+    if cached is not None and cached[0]() is mask and cached[1] == mask._version:
+        return cached[2]
+    value = float(mask.sum()) / mask.numel() if mask.numel() else 1.0
+    key = id(mask)
+    _DENSITIES[key] = (weakref.ref(mask, lambda _: _DENSITIES.pop(key, None)), mask._version, value)
+    return value
+
+
 def mask_densities(masks: Mapping[str, Tensor]) -> dict[str, float]:
-    """Kept fraction of each mask."""
-    return {name: float(m.sum()) / m.numel() if m.numel() else 1.0 for name, m in masks.items()}
+    """Kept fraction of each mask. Remembered per mask tensor until it is replaced or changed in
+    place: the training-cost meter asks at every step, and on a GPU each fresh value is a
+    device-to-host synchronisation."""
+    return {name: _density(m) for name, m in masks.items()}
 
 
 def forward_flops(layer_flops: Mapping[str, float], densities: Mapping[str, float] | None = None) -> float:
