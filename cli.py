@@ -63,7 +63,7 @@ from callbacks.sync_batchnorm import GlobalBatchNormSync
 from common.config_compose import COMPOSE_KEY, drop_inserted, expand_config_args
 from common.errors import ConfigError, check_choice, check_range
 from common.parser_errors import CLASS_SLOTS, condense_parser_error, import_path, known_classes
-from common.protocols import PlannedModule
+from common.protocols import ChecksFit, PlannedModule
 from common.run_folder import CHECKPOINTS_DIR, CONFIG_YAML, CSV_DIR, LAST_CKPT_FILE, METRICS_CSV_FILE, MODEL_CLASS_METHODS, PER_SAMPLE_TEST, WANDB_DIR
 from common.trainer_checks import check_trainer_values
 from datamodules.base import ImageDataModule
@@ -423,6 +423,9 @@ class ContrastivePruningCLI(LightningCLI):
             self.model.check_fit_config(max_epochs, self.datamodule)
         if isinstance(pruning, PruningCallback):
             pruning.check_model(self.model)  # e.g. N:M with an m that does not divide a layer's inputs
+        for callback in trainer.callbacks:
+            if isinstance(callback, ChecksFit):
+                callback.check_fit(trainer, self.model)  # e.g. CudaGraphEncoder off a GPU
         # download / verify the dataset once per node (Lightning's prepare_data contract); DDP
         # children (LOCAL_RANK > 0) skip it. A missing dataset raises ConfigError here.
         if self.datamodule is not None:

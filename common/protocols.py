@@ -124,6 +124,14 @@ class ChecksFitConfig(Protocol):
 
 
 @runtime_checkable
+class ChecksFit(Protocol):
+    """A callback that can tell, once the Trainer exists and before anything is written, whether it
+    can run this fit (``cli.py`` calls it; it raises a one-line ``ConfigError``)."""
+
+    def check_fit(self, trainer: Any, pl_module: Any) -> None: ...
+
+
+@runtime_checkable
 class MomentumPairs(Protocol):
     """A momentum encoder: ``target_pairs()`` maps each online parameter's name to its target copy."""
 

@@ -58,6 +58,9 @@ class RepresentationModule(pl.LightningModule):
     """
 
     method: str = "base"
+    #: the encoder runs once per training step with its own parameters, so callbacks.cuda_graphs can
+    #: replay it from CUDA graphs (False for a module that substitutes its parameters, as SDCLR does)
+    cuda_graph_safe: bool = True
 
     def __init__(
         self,

@@ -67,6 +67,7 @@ class SDCLRModel(PhasedRepresentationModule):
     """
 
     method = "sdclr"
+    cuda_graph_safe = False  # the pruned branch calls the encoder through functional_call with masked weights
 
     def __init__(
         self,

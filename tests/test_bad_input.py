@@ -97,6 +97,12 @@ FIT_CASES = [
     ("min_epochs", TINY_SUP, ["--trainer.min_epochs", "-1"], "error: trainer.min_epochs=-1 is not allowed; it must be a whole number >= 0, or null"),
     ("min_epochs_above_max", TINY_SUP, ["--trainer.min_epochs", "5"],
      "error: trainer.min_epochs=5 is not allowed; it must be at most trainer.max_epochs=2 (the run trains max_epochs epochs)"),
+    ("cuda_graphs_on_cpu", TINY_SUP, ["--trainer.callbacks+=callbacks.cuda_graphs.CudaGraphEncoder"],
+     "error: callbacks CudaGraphEncoder needs a CUDA device (--trainer.accelerator gpu, or --config configs/trainer/gpu.yaml); "
+     "this run is on cpu"),
+    ("cuda_graphs_sdclr", exp(TINY_SUPCON, "simclr_sdclr.yaml"), ["--trainer.callbacks+=callbacks.cuda_graphs.CudaGraphEncoder"],
+     "error: callbacks CudaGraphEncoder cannot train SDCLRModel: it calls its encoder with substituted parameters, which a CUDA "
+     "graph would not see; drop the callback"),
     ("max_time_0", TINY_SUP, ["--trainer.max_time", "00:00:00:00"],
      "error: trainer.max_time='00:00:00:00' is not allowed; it must be a positive duration: 'DD:HH:MM:SS' (e.g. "
      "'00:12:00:00') or {{hours: 12}}, or null"),
