@@ -35,9 +35,10 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/ruff check .
 	$(BIN)/mypy
 
-## Lint, then the test suite (maths, CLI integration, 2-process CPU DDP); `make test-all` adds the slow tier.
+## Lint, then the test suite (maths, CLI integration, 2-process CPU DDP), two tests at a time (pytest-xdist,
+## one file per worker); `make test-all` adds the slow tier.
 test: lint
-	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow" $(PYTEST_ARGS)
+	WANDB_MODE=offline $(BIN)/python -m pytest -m "not slow" -n 2 --dist loadfile $(PYTEST_ARGS)
 
 test-all: $(VENV)/.installed-dev
 	WANDB_MODE=offline $(BIN)/python -m pytest $(PYTEST_ARGS)

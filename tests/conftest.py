@@ -74,22 +74,31 @@ def _offline_wandb(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("WANDB_SERVICE", raising=False)
 
 
+#: CPU threads of each CLI child: 2 (this machine's cores), 1 when pytest-xdist runs two tests at once
+THREADS = "1" if os.environ.get("PYTEST_XDIST_WORKER") else "2"
+if os.environ.get("PYTEST_XDIST_WORKER"):  # and one thread for what a worker computes itself
+    import torch
+
+    torch.set_num_threads(1)
+
+
 def cli_env() -> dict[str, str]:
     # no WANDB_* from this process: an in-process W&B run leaves WANDB_SERVICE pointing at this
     # process's wandb-core, and a child attaching to it writes no .wandb file of its own
     env = {k: v for k, v in os.environ.items() if k != "CONTRASTIVE_PRUNING_RUN_DIR" and not k.startswith("WANDB_")}
-    env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore", OMP_NUM_THREADS="2")
+    env.update(WANDB_MODE="offline", WANDB_SILENT="true", PYTHONWARNINGS="ignore", OMP_NUM_THREADS=THREADS)
     # test-only callbacks (e.g. test_protocol.PhaseRecorder) can be named with --trainer.callbacks+=
     env["PYTHONPATH"] = os.pathsep.join([str(REPO / "tests"), *filter(None, [env.get("PYTHONPATH")])])
     return env
 
 
-def run_cli(*args: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess[str]:
-    """Run ``python cli.py <args>`` in ``cwd`` (runs land in ``cwd/runs``) and return the result."""
+def run_cli(*args: str, cwd: Path, timeout: int = 600, threads: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Run ``python cli.py <args>`` in ``cwd`` (runs land in ``cwd/runs``) and return the result
+    (``threads``: the child's CPU threads, when a test compares with numbers made at that count)."""
     return subprocess.run(
         [sys.executable, str(REPO / "cli.py"), *args],
         cwd=cwd,
-        env=cli_env(),
+        env={**cli_env(), **({"OMP_NUM_THREADS": threads} if threads else {})},
         capture_output=True,
         text=True,
         timeout=timeout,

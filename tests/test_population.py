@@ -195,8 +195,9 @@ def test_submitit_local_tasks_requeue_a_preempted_task_and_write_the_runners_fol
         if list((tmp_path / "runs" / "sup_dense").glob("sup-s1-*/checkpoints/last.json")):
             table = _processes()
             pids = {pid: (ppid, argv) for pid, ppid, argv in table}
-            runs = [ppid for pid, ppid, argv in table if "fit" in argv and argv[argv.index("--seed_everything") + 1] == "1"
-                    if "--seed_everything" in argv]  # fmt: skip
+            runs = [ppid for pid, ppid, argv in table  # this test's run of seed 1 (other tests may run beside it)
+                    if "fit" in argv and "--seed_everything" in argv and argv[argv.index("--seed_everything") + 1] == "1"
+                    and any(str(tmp_path) in a for a in argv)]  # fmt: skip
             task = next((p for p in runs if any("submitit.core._submit" in a for a in pids.get(p, (0, []))[1])), None)
         time.sleep(0.05)
     assert task is not None, proc.communicate()[0] if proc.poll() is not None else "no task process found"

@@ -1,7 +1,7 @@
 """The speed work changed how a step runs, never what is trained: bit-identical on the CPU.
 
 ``tests/golden/training_before_speed_work.json`` holds what two short real fits gave before the GPU
-speed work (commit 5ed8d52: augmentation parameters on the host, one device pass for both views, the
+speed work (2 CPU threads, commit 5ed8d52: augmentation parameters on the host, one device pass for both views, the
 evaluation transform on the device, foreach masks, the sync-free progress bar and accuracy): every
 step's loss, the validation accuracies, the GMP masks' SHA-256, the test accuracy and the SHA-256 of
 every per-sample array (predictions, losses, logits-derived columns, Q-Score). Sup GMP changes its
@@ -41,7 +41,7 @@ RUNS = {
 
 @pytest.mark.parametrize("name", list(RUNS))
 def test_training_is_bit_identical_to_before_the_speed_work(name: str, tmp_path: Path) -> None:
-    done = run_cli("fit", *RUNS[name], "--run.dir", str(tmp_path / "run"), cwd=tmp_path)
+    done = run_cli("fit", *RUNS[name], "--run.dir", str(tmp_path / "run"), cwd=tmp_path, threads="2")  # as recorded
     assert done.returncode == 0, done.stderr[-3000:]
     run, want = tmp_path / "run", GOLDEN["runs"][name]
     rows = list(csv.DictReader((run / "csv" / "metrics.csv").open(newline="")))
