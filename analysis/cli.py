@@ -28,6 +28,7 @@ from typing import Any, NoReturn
 from analysis.figures import all_figures
 from analysis.findings import all_findings
 from analysis.pairs import pair_children
+from analysis.paper_figures import paper_figures
 from analysis.pies import TIE_RULES, pies_per_setting, shared_pies
 from analysis.report import log_to_wandb, render_report
 from analysis.runs import PD_MODELS, AnalysisError, Study, load_study
@@ -212,6 +213,9 @@ def run_analysis(args: argparse.Namespace, *, command: str) -> Path:
             table.write(tmp / "tables")
         _progress(5, f"tables: {', '.join(t.name for t in tables)} -> tables/*.md, tables/*.csv")
         figures = all_figures(study, pies, umap_samples=args.umap_samples, gallery_images=args.gallery_images)
+        in_layout = paper_figures(study, pies)  # Figures 2, 3, 4, 7 as the paper lays them out
+        figures.figures += in_layout.figures
+        figures.missing += in_layout.missing
         for fig in figures.figures:
             fig.write(tmp / "figures")
         _progress(

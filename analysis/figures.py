@@ -434,7 +434,7 @@ def umap_figures(study: Study, *, samples: int = 2000, seed: int = 0) -> FigureS
         out.figures.append(
             Figure(
                 name=f"umap_{dataset}.png",
-                title=f"UMAP of the test representations, {dataset}",
+                title=f"Figure 5 — UMAP of the test representations, {dataset}",
                 how=(
                     "one model per population (lowest seed): 2-D UMAP of its test representations h, coloured by true class; "
                     f"from per_sample 'features' (umap-learn, {len(keep)} samples, seed {seed}) or else the UMAPPlot "

@@ -22,6 +22,12 @@ says which parts hold (``partly supports`` / ``mixed``) or that it *cannot resol
   rows for both methods), and mean PD of PIEs − non-PIEs per cell (> 0?; samples resampled; the
   sub-claim holds when at least half of the cells support it and none contradicts it).
   PD is averaged over the first ``--pd-models`` seeds (Table 6).
+
+On CIFAR-10, F3 and F4 are also set against the paper's own magnitudes (``Finding.paper``, not part of
+the verdict): the relative Q-Score change of SCL and of Sup (e.g. the paper's SCL 0.72 → 0.56 at GMP
+90 %, −22 %; Sup 1.44 → 1.39, −3 %) and the PD gap of PIEs − non-PIEs per cell (Table 6) —
+*reproduced* when the paper's value lies in our 95% interval, *not reproduced* when outside it,
+*cannot resolve* without an interval.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from analysis import reference
 from analysis.pies import SettingPies
 from analysis.runs import DENSE, Population, Setting, Study, method_name, pruning_name
 from analysis.stats import Interval, interval, mean_difference_interval, sample_bootstrap_statistic, spearman
@@ -58,6 +65,9 @@ class Finding:
     dataset: str
     claims: list[Claim] = field(default_factory=list)
     missing: str | None = None  # why nothing could be compared
+    #: the paper's own magnitudes against ours (CIFAR-10 only; not part of the verdict): text, verdict
+    #: (reproduced / not reproduced / cannot resolve) and the numbers
+    paper: list[Claim] = field(default_factory=list)
 
     @property
     def verdict(self) -> str:
@@ -80,7 +90,20 @@ class Finding:
             lines.append(f"  - {self.missing}")
         for claim in self.claims:
             lines.append(f"  - {claim.text}: *{claim.verdict}* — {claim.evidence}")
+        for claim in self.paper:
+            lines.append(f"  - against the paper's numbers, {claim.text}: *{claim.verdict}* — {claim.evidence}")
         return lines
+
+
+REPRODUCED, NOT_REPRODUCED = "reproduced", "not reproduced"
+
+
+def paper_verdict(ours: Interval, paper: float) -> str:
+    """*reproduced* when the paper's value lies in our 95% interval, *not reproduced* when outside it,
+    *cannot resolve* when our interval is undefined (too few models)."""
+    if not ours.defined:
+        return UNRESOLVED
+    return REPRODUCED if ours.low <= paper <= ours.high else NOT_REPRODUCED
 
 
 def _sign_verdict(ci: Interval, *, expected_positive: bool = True) -> str:
@@ -277,6 +300,19 @@ def f3(dataset: str, study: Study, stats: StudyStats) -> Finding:
                 f"[{100 * gap.low:+.1f}, {100 * gap.high:+.1f}] % points",
             )
         )
+        for method, change in ((SCL, scl), (SUP, sup)):
+            dense_ref = reference.table4_5(dataset, method, DENSE, 0)
+            pruned_ref = reference.table4_5(dataset, method, p, round(s * 100))
+            if dense_ref is None or pruned_ref is None:
+                continue
+            paper_rel = (pruned_ref.q - dense_ref.q) / dense_ref.q
+            ours = interval(change.relative, change.relative_boot, LEVEL)
+            finding.paper.append(Claim(
+                f"{where}: {method_name(method)}'s relative Q-Score change",
+                paper_verdict(ours, paper_rel),
+                f"paper {dense_ref.q:g} → {pruned_ref.q:g} ({100 * paper_rel:+.1f} %); ours {100 * ours.estimate:+.1f} % "
+                f"[{100 * ours.low:+.1f}, {100 * ours.high:+.1f}]",
+            ))  # fmt: skip
     if not finding.claims:
         finding.missing = "Sup and SCL share no pruned sparsity"
     return finding
@@ -331,6 +367,14 @@ def f4(dataset: str, study: Study, pies: dict[Setting, SettingPies], stats: Stud
             continue
         ci = mean_difference_interval(values, flags, n_boot=stats.n_boot, seed=seed_for(stats.seed, setting.slug(), "pd-pies"))
         cells.append((setting, ci, float(values[flags].mean()), float(values[~flags].mean()), int(flags.sum())))
+        ref = reference.table6(dataset, setting.method, setting.pruning, setting.percent)
+        if ref is not None:
+            paper_gap = ref.pies - ref.non_pies
+            finding.paper.append(Claim(
+                f"{setting.label(dataset=False)}: PD of PIEs − non-PIEs",
+                paper_verdict(ci, paper_gap),
+                f"paper {ref.pies:g} − {ref.non_pies:g} = {paper_gap:+.2f}; ours {ci.fmt(signed=True)}",
+            ))  # fmt: skip
     if cells:
         verdicts = [_sign_verdict(ci) for _, ci, *_ in cells]
         verdict = _majority(verdicts)
@@ -358,4 +402,4 @@ def all_findings(study: Study, pies: dict[Setting, SettingPies], stats: StudySta
     return {d: [f1(d, stats), f2(d, stats), f3(d, study, stats), f4(d, study, pies, stats)] for d in study.datasets}
 
 
-__all__ = ["Claim", "Finding", "HIGH_SPARSITY", "all_findings", "f1", "f2", "f3", "f4"]
+__all__ = ["Claim", "Finding", "HIGH_SPARSITY", "NOT_REPRODUCED", "REPRODUCED", "all_findings", "f1", "f2", "f3", "f4", "paper_verdict"]

@@ -4,11 +4,13 @@ Keys are ``(method, pruning, sparsity_percent)`` with the names run.json uses: m
 ``supcon`` (SCL), pruning ``dense``, ``gmp``, ``delta_gmp``, ``oneshot``. Only CIFAR-10 settings
 have reference numbers; :func:`matches` says whether a run setting is comparable.
 
-What is here is exactly what REFERENCE.md gives, nothing filled in: Table 1 in full for 0–90%;
-Tables 4/5 for the dense models and 90% (GMP and One-Shot; not ΔGMP, not 30–70%); Table 6 only as
-the paper's summary (a value or a range per method, "at every sparsity"). The appendix's 95% and
-99% numbers and the paper's full tables could not be obtained (no full text reachable); the report
-names every one of our cells that therefore has no reference number (:func:`unavailable`).
+What is here is exactly what REFERENCE.md §4 prints, cell by cell (value and ± where printed; a
+test compares the two): Table 1 (accuracy and PIEs: Sup/GMP, Sup/One-Shot, SCL/GMP, SCL/ΔGMP,
+SCL/One-Shot at 0–90%), Tables 4/5 (Q-Score, Z-score, ‖ĥ‖₁ of SCL and Sup, GMP and One-Shot at
+0–90%; the paper has no ΔGMP column there), Table 6 (PD-Score of PIEs and non-PIEs, the same four
+columns at 0–90%) and appendix Table 3 (Sup/GMP PIEs, Hooker et al. vs this paper). The appendix's
+95% and 99% numbers are not available; the report names every one of our cells without a
+reference number (:func:`unavailable`).
 Population sizes the paper states: 30 models per cell (PIEs, accuracy), PD averaged over 5.
 """
 
@@ -28,8 +30,9 @@ MAIN_SPARSITIES = (30, 50, 70, 90)
 #: what REFERENCE.md gives for each table, said in the report
 AVAILABLE = {
     "table1": "Table 1 in full (Sup/GMP, Sup/One-Shot, SCL/GMP, SCL/ΔGMP, SCL/One-Shot at 0, 30, 50, 70, 90%)",
-    "table4_5": "Tables 4/5 for the dense models and 90% GMP and One-Shot only (no ΔGMP, no 30–70%)",
-    "table6": "Table 6 only as the paper's summary: PD of PIEs vs non-PIEs ≈ one value or a range per method, at 30–90%",
+    "table4_5": "Tables 4/5 in full (Q-Score, Z-score, ‖ĥ‖₁ ± std; Sup and SCL, GMP and One-Shot at 0, 30, 50, 70, 90%; no ΔGMP column)",
+    "table6": "Table 6 in full (PD-Score ± std of PIEs and non-PIEs; Sup and SCL, GMP and One-Shot at 0, 30, 50, 70, 90%)",
+    "table3": "appendix Table 3 (Sup/GMP PIEs: Hooker et al. 2019 with ResNet vs this paper, 30–90%)",
 }
 
 
@@ -78,38 +81,90 @@ TABLE1: dict[tuple[str, str, int], Table1Cell] = {
 
 @dataclass(frozen=True)
 class QCell:
-    """Mean Q-Score, Z-score and ‖ĥ‖₁ over the test set (Tables 4/5)."""
+    """Tables 4/5: mean ± std over the test samples of the per-sample mean over 30 models of the
+    Q-Score, the Z-score and ‖ĥ‖₁."""
 
     q: float
+    q_std: float
     z: float
+    z_std: float
     l1: float
+    l1_std: float
 
 
-#: Tables 4/5: (method, pruning, sparsity %) -> mean Q / Z / L1 (dense and 90 % only)
+def _q(q: float, q_std: float, z: float, z_std: float, l1: float, l1_std: float) -> QCell:
+    return QCell(q, q_std, z, z_std, l1, l1_std)
+
+
+#: Tables 4 (SCL) and 5 (Sup) as printed: (method, column's pruning, sparsity %) -> Q / Z / ‖ĥ‖₁ (mean,
+#: std). The 0 % row is the dense population in both columns, printed with the same means but not
+#: always the same std (SCL's Q: ± 0.17 under GMP, ± 0.16 under One-Shot): both are kept, and the dense
+#: population's lookup (:func:`table4_5` with ``dense``) gives the GMP column's
 TABLE4_5: dict[tuple[str, str, int], QCell] = {
-    ("supcon", "dense", 0): QCell(0.72, 5.01, 7.15),
-    ("supcon", "gmp", 90): QCell(0.56, 4.47, 8.14),
-    ("supcon", "oneshot", 90): QCell(0.59, 4.89, 8.39),
-    ("sup", "dense", 0): QCell(1.44, 5.73, 4.15),
-    ("sup", "gmp", 90): QCell(1.39, 5.66, 4.21),
-    ("sup", "oneshot", 90): QCell(1.38, 5.72, 4.30),
+    ("supcon", "gmp", 0): _q(0.72, 0.17, 5.01, 0.62, 7.15, 0.8),
+    ("supcon", "oneshot", 0): _q(0.72, 0.16, 5.01, 0.62, 7.15, 0.8),
+    ("supcon", "gmp", 30): _q(0.69, 0.16, 4.95, 0.65, 7.34, 0.81),
+    ("supcon", "gmp", 50): _q(0.66, 0.16, 4.84, 0.64, 7.5, 0.82),
+    ("supcon", "gmp", 70): _q(0.62, 0.15, 4.68, 0.6, 7.74, 0.82),
+    ("supcon", "gmp", 90): _q(0.56, 0.13, 4.47, 0.57, 8.14, 0.82),
+    ("supcon", "oneshot", 30): _q(0.66, 0.14, 4.92, 0.61, 7.6, 0.76),
+    ("supcon", "oneshot", 50): _q(0.65, 0.14, 4.93, 0.63, 7.71, 0.76),
+    ("supcon", "oneshot", 70): _q(0.63, 0.08, 4.96, 0.63, 7.95, 0.74),
+    ("supcon", "oneshot", 90): _q(0.59, 0.01, 4.89, 0.57, 8.39, 0.66),
+    ("sup", "gmp", 0): _q(1.44, 0.29, 5.73, 0.68, 4.15, 0.4),
+    ("sup", "oneshot", 0): _q(1.44, 0.29, 5.73, 0.68, 4.15, 0.4),
+    ("sup", "gmp", 30): _q(1.43, 0.3, 5.71, 0.69, 4.19, 0.41),
+    ("sup", "gmp", 50): _q(1.41, 0.29, 5.66, 0.68, 4.2, 0.41),
+    ("sup", "gmp", 70): _q(1.39, 0.28, 5.61, 0.65, 4.2, 0.4),
+    ("sup", "gmp", 90): _q(1.39, 0.27, 5.66, 0.64, 4.21, 0.38),
+    ("sup", "oneshot", 30): _q(1.41, 0.28, 5.68, 0.67, 4.19, 0.39),
+    ("sup", "oneshot", 50): _q(1.42, 0.29, 5.69, 0.68, 4.19, 0.39),
+    ("sup", "oneshot", 70): _q(1.42, 0.26, 5.69, 0.67, 4.19, 0.39),
+    ("sup", "oneshot", 90): _q(1.38, 0.26, 5.72, 0.66, 4.3, 0.35),
 }
 
 
 @dataclass(frozen=True)
 class PDCell:
-    """Table 6, as the paper summarises it: mean PD-Score of PIEs vs non-PIEs (text, approximate)."""
+    """Table 6: mean PD-Score (± std) of the PIEs and of the non-PIEs, per sample averaged over 5 models."""
 
-    pies: str
-    non_pies: str
-    note: str
+    pies: float
+    pies_std: float
+    non_pies: float
+    non_pies_std: float
 
 
-#: Table 6: method -> approximate PD of PIEs vs non-PIEs, the same at every sparsity
-TABLE6: dict[str, PDCell] = {
-    "sup": PDCell("≈14.9", "≈10.9", "at every sparsity; std of non-PIEs ≈2.9"),
-    "supcon": PDCell("≈14.7–15.2", "≈9.7–10.5", "std of non-PIEs ≈4.1–4.3"),
+def _pd(pies: float, pies_std: float, non_pies: float, non_pies_std: float) -> PDCell:
+    return PDCell(pies, pies_std, non_pies, non_pies_std)
+
+
+#: Table 6 as printed: (method, column's pruning, sparsity %) -> PD of PIEs / non-PIEs (mean, std); the
+#: 0 % row is printed in both columns (the paper does not say which PIE set splits it)
+TABLE6: dict[tuple[str, str, int], PDCell] = {
+    ("sup", "gmp", 0): _pd(14.87, 0.96, 10.85, 2.82),
+    ("sup", "oneshot", 0): _pd(14.87, 0.96, 10.85, 2.82),
+    ("sup", "gmp", 30): _pd(14.87, 1.01, 10.98, 2.75),
+    ("sup", "gmp", 50): _pd(14.89, 1.1, 10.84, 2.94),
+    ("sup", "gmp", 70): _pd(15.03, 1.2, 11.01, 2.86),
+    ("sup", "gmp", 90): _pd(15.1, 1.13, 11.03, 2.91),
+    ("sup", "oneshot", 30): _pd(14.95, 1.09, 11.0, 2.82),
+    ("sup", "oneshot", 50): _pd(14.92, 1.17, 10.97, 2.93),
+    ("sup", "oneshot", 70): _pd(14.85, 1.18, 10.89, 2.86),
+    ("sup", "oneshot", 90): _pd(14.97, 1.13, 10.89, 2.91),
+    ("supcon", "gmp", 0): _pd(14.67, 1.45, 9.94, 2.91),
+    ("supcon", "oneshot", 0): _pd(14.67, 1.45, 9.94, 2.91),
+    ("supcon", "gmp", 30): _pd(14.95, 1.91, 10.35, 4.15),
+    ("supcon", "gmp", 50): _pd(15.09, 1.64, 10.36, 4.2),
+    ("supcon", "gmp", 70): _pd(15.14, 1.81, 10.44, 4.23),
+    ("supcon", "gmp", 90): _pd(15.15, 1.71, 10.48, 4.29),
+    ("supcon", "oneshot", 30): _pd(14.67, 1.86, 9.67, 4.03),
+    ("supcon", "oneshot", 50): _pd(14.69, 1.99, 9.71, 4.06),
+    ("supcon", "oneshot", 70): _pd(14.56, 2.23, 9.79, 4.03),
+    ("supcon", "oneshot", 90): _pd(14.97, 1.7, 10.0, 4.18),
 }
+
+#: Appendix Table 3: Sup/GMP PIE counts, sparsity % -> (Hooker et al. 2019 with ResNet, this paper with WRN-16-2)
+TABLE3: dict[int, tuple[int, int]] = {30: (114, 188), 50: (144, 179), 70: (137, 204), 90: (216, 273)}
 
 #: the findings the numbers should show (REFERENCE §4)
 FINDINGS = {
@@ -129,21 +184,28 @@ def table1(dataset: str, method: str, pruning: str, percent: int) -> Table1Cell 
     return TABLE1.get((method, pruning, percent)) if matches(dataset) else None
 
 
+def _column(pruning: str, percent: int) -> tuple[str, int]:
+    """A dense population reads the 0 % row of the GMP column (Tables 4–6 print one per column)."""
+    return ("gmp", 0) if pruning == "dense" else (pruning, percent)
+
+
 def table4_5(dataset: str, method: str, pruning: str, percent: int) -> QCell | None:
-    return TABLE4_5.get((method, pruning, percent)) if matches(dataset) else None
+    return TABLE4_5.get((method, *_column(pruning, percent))) if matches(dataset) else None
 
 
 def table6(dataset: str, method: str, pruning: str, percent: int) -> PDCell | None:
-    if not matches(dataset) or pruning == "dense" or percent not in MAIN_SPARSITIES:
-        return None
-    return TABLE6.get(method)
+    if pruning == "dense":
+        return None  # Table 6 splits pruned cells' samples into PIEs and non-PIEs
+    return TABLE6.get((method, pruning, percent)) if matches(dataset) else None
 
 
-def _why_missing(method: str, pruning: str, percent: int) -> str:
+def _why_missing(method: str, pruning: str, percent: int, table: str = "table1") -> str:
     if method not in ("sup", "supcon"):
         return "the paper has no such method"
     if pruning not in ("dense", "gmp", "delta_gmp", "oneshot"):
         return "the paper has no such schedule"
+    if pruning == "delta_gmp" and table != "table1":
+        return "the paper has no ΔGMP column in Tables 4–6"
     if percent not in (0, *MAIN_SPARSITIES):
         return f"{percent}% is in the paper's appendix, whose numbers are not available here"
     return "not in the paper's table as REFERENCE.md gives it"
@@ -162,7 +224,7 @@ def unavailable(table: str, cells: list[tuple[str, str, str, int]]) -> list[str]
             continue
         if lookup(dataset, method, pruning, percent) is None:
             name = f"{method_name(method)} · {pruning_name(pruning)}" + ("" if pruning == "dense" else f" {percent}%")
-            out.append(f"{name} ({_why_missing(method, pruning, percent)})")
+            out.append(f"{name} ({_why_missing(method, pruning, percent, table)})")
     return out
 
 
@@ -176,6 +238,7 @@ __all__ = [
     "PDCell",
     "QCell",
     "TABLE1",
+    "TABLE3",
     "TABLE4_5",
     "TABLE6",
     "Table1Cell",

@@ -252,6 +252,8 @@ FIGURES = [
     "figure6_flips_synthetic_sup_gmp_50.png",
     "figure6_flips_synthetic_sup_oneshot_95.png",
     "figure6_flips_synthetic_supcon_gmp_50.png",
+    "paper_figure4_pies_oneshot_synthetic.png",  # the paper's layouts with a cell here (2 and 3 need 90 %)
+    "paper_figure7_pie_classes_synthetic.png",
     "pies_per_class_synthetic_gmp.png",
     "pies_per_class_synthetic_oneshot.png",
     "scatter_pd_score_synthetic_sup_gmp.png",
@@ -468,36 +470,92 @@ def test_umap_grid_from_the_umap_callback_files(population: Path, tmp_path: Path
     assert "UMAP grid for synthetic: blank cells, no saved representations for synthetic · Sup · GMP 50%" in report
 
 
+def _relabel(folder: Path, sparsity: float | None) -> None:
+    """A copied run as a CIFAR-10 run (at ``sparsity`` when pruned)."""
+    path = folder / "run.json"
+    summary = json.loads(path.read_text())
+    summary["dataset"] = "cifar10"
+    if sparsity is not None:
+        summary["target_sparsity"] = summary["achieved_sparsity"] = summary["achieved_sparsity_targets"] = sparsity
+    path.write_text(json.dumps(summary))
+
+
 def test_paper_numbers_beside_matching_cifar10_settings(population: Path, tmp_path: Path) -> None:
-    """Relabel copies as CIFAR-10 at 90 % (and the 95 % children at 99 %): the paper's numbers appear
-    beside ours, and the report names the cells the paper's tables (as available here) do not have."""
+    """A CIFAR-10-shaped set of run folders — Sup and SCL dense, GMP at 30/50/70/90 % (copies of the
+    GMP runs relabelled), the 95 % One-Shot children at 99 % — puts the paper's value beside ours in
+    every cell the paper prints (Tables 1, 4/5, 6, with our difference and its interval), judges F3/F4
+    against the paper's magnitudes, and names the cells the paper has no number for."""
     runs = tmp_path / "runs"
-    _copy_runs(population, runs, {"sup_dense": DENSE_SEEDS, "sup_gmp": SEEDS, "sup_oneshot95": SEEDS})
+    _copy_runs(population, runs, {"sup_dense": DENSE_SEEDS, "supcon_dense": DENSE_SEEDS, "sup_oneshot95": SEEDS})
     for path in runs.glob("*/*/run.json"):
-        summary = json.loads(path.read_text())
-        summary["dataset"] = "cifar10"
-        if "pruning" in summary:
-            s = 0.9 if summary["pruning"] == "gmp" else 0.99
-            summary["target_sparsity"] = summary["achieved_sparsity"] = summary["achieved_sparsity_targets"] = s
-        path.write_text(json.dumps(summary))
+        _relabel(path.parent, 0.99 if "oneshot" in path.parent.parent.name else None)
+    for name in ("sup_gmp", "supcon_gmp"):
+        for pct in (30, 50, 70, 90):
+            for seed in SEEDS:
+                dest = runs / f"{name}{pct}" / f"s{seed}"
+                shutil.copytree(population / "runs" / name / f"s{seed}", dest)
+                _relabel(dest, pct / 100)
     out = tmp_path / "report"
     assert analyze(["--runs", str(runs), "--out", str(out), "--wandb-mode", "disabled", "--gallery-images", "0"]) == 0
     report = (out / "report.md").read_text()
+    # Table 1
     assert f"| 0% | {_acc_cell(population, 'sup_dense')} · paper 90.58 ± 0.38 | floor " in report
     row90 = next(line for line in report.splitlines() if line.startswith("| 90% | "))
     assert row90.startswith(f"| 90% | {_acc_cell(population, 'sup_gmp')} · Δ ")
     assert f" · paper 89.47 ± 0.36 | {int(_scipy_pies(population, 'sup').sum())} [" in row90
     assert row90.split(" | ")[2].endswith(" · paper 273")
     assert next(line for line in report.splitlines() if line.startswith("| 99% | ")).startswith("| 99% | (no runs) |  | ")
-    assert "| 1.44 / 5.73 / 4.15 |" in report and "| 1.39 / 5.66 / 4.21 |" in report
-    assert "≈14.9 vs ≈10.9" in report
-    row = next(r for r in _csv(out / "tables" / "table1.csv") if r["pruning"] == "gmp")
+    assert "appendix Table 3, Sup/GMP PIEs of Hooker et al. 2019 (ResNet) vs the paper (WRN-16-2): 30%: 114 vs 188, 50%: 144 vs 179" in report
+    row = next(r for r in _csv(out / "tables" / "table1.csv") if r["pruning"] == "gmp" and r["method"] == "sup" and r["sparsity"] == "0.9")
     assert (row["paper_acc_mean"], row["paper_acc_std"], row["paper_pies"]) == ("89.47", "0.36", "273")
+    # Tables 4/5: the paper's Q / Z / ‖ĥ‖₁ ± std in every printed cell, and our Q − the paper's (independently computed)
+    q = {(r["method"], r["pruning"], r["sparsity"]): r for r in _csv(out / "tables" / "table4_5.csv")}
+    paper_q = {("sup", "gmp", "0.3"): (1.43, 0.3), ("sup", "gmp", "0.5"): (1.41, 0.29), ("sup", "gmp", "0.7"): (1.39, 0.28),
+               ("sup", "gmp", "0.9"): (1.39, 0.27), ("supcon", "gmp", "0.3"): (0.69, 0.16), ("supcon", "gmp", "0.5"): (0.66, 0.16),
+               ("supcon", "gmp", "0.7"): (0.62, 0.15), ("supcon", "gmp", "0.9"): (0.56, 0.13), ("sup", "dense", "0"): (1.44, 0.29),
+               ("supcon", "dense", "0"): (0.72, 0.17)}  # fmt: skip
+    for key, (value, std) in paper_q.items():
+        r = q[key]
+        assert (float(r["paper_q"]), float(r["paper_q_std"])) == (value, std), key
+        name = f"{key[0]}_{key[1]}"
+        ours = float(np.mean(np.stack([a["q_score"] for a in _load(population, name)]).mean(axis=0)))
+        assert float(r["q_minus_paper"]) == pytest.approx(ours - value, abs=1e-5), key  # the CSV keeps 6 digits
+        assert float(r["q_minus_paper_low"]) <= float(r["q_minus_paper"]) <= float(r["q_minus_paper_high"]), key
+    assert q[("sup", "oneshot", "0.99")]["paper_q"] == ""  # the appendix: no number
+    assert "| 1.44 ± 0.29 / 5.73 ± 0.68 / 4.15 ± 0.40 |" in report and "| 0.56 ± 0.13 / 4.47 ± 0.57 / 8.14 ± 0.82 |" in report
+    # Table 6: the paper's PD of PIEs / non-PIEs ± std at every sparsity, our PIE PD − the paper's
+    pd = {(r["method"], r["sparsity"]): r for r in _csv(out / "tables" / "table6.csv") if r["pruning"] == "gmp"}
+    paper_pd = {("sup", "0.3"): (14.87, 1.01, 10.98, 2.75), ("sup", "0.5"): (14.89, 1.1, 10.84, 2.94), ("sup", "0.7"): (15.03, 1.2, 11.01, 2.86),
+                ("sup", "0.9"): (15.1, 1.13, 11.03, 2.91), ("supcon", "0.3"): (14.95, 1.91, 10.35, 4.15),
+                ("supcon", "0.5"): (15.09, 1.64, 10.36, 4.2), ("supcon", "0.7"): (15.14, 1.81, 10.44, 4.23),
+                ("supcon", "0.9"): (15.15, 1.71, 10.48, 4.29)}  # fmt: skip
+    for key, cell in paper_pd.items():
+        r = pd[key]
+        got = tuple(float(r[c]) for c in ("paper_pd_pies", "paper_pd_pies_std", "paper_pd_non_pies", "paper_pd_non_pies_std"))
+        assert got == cell, key
+        flags = _scipy_pies(population, key[0])
+        per_sample = np.stack([a["pd_score"] for a in _load(population, f"{key[0]}_gmp")]).mean(axis=0)
+        if flags.any():
+            assert float(r["pd_pies_minus_paper"]) == pytest.approx(float(per_sample[flags].mean()) - cell[0], abs=1e-5), key
+        assert float(r["pd_non_pies_minus_paper"]) == pytest.approx(float(per_sample[~flags].mean()) - cell[2], abs=1e-5), key
+    assert "| 15.10 ± 1.13 / 11.03 ± 2.91 |" in report
+    # F3 and F4 against the paper's own magnitudes
+    assert "against the paper's numbers, GMP 90%: SCL's relative Q-Score change: *" in report
+    assert "paper 0.72 → 0.56 (-22.2 %); ours " in report and "paper 1.44 → 1.39 (-3.5 %); ours " in report
+    assert "against the paper's numbers, Sup · GMP 90%: PD of PIEs − non-PIEs: *" in report or not _scipy_pies(population, "sup").any()
+    # what the paper lacks, said once per table; what is available, said in full
     appendix = "Sup · One-Shot 99% (99% is in the paper's appendix, whose numbers are not available here)"
     for title in ("Table 1", "Tables 4/5", "Table 6"):
         assert f"- {title}: no reference number for 1 of our cells — {appendix}." in report
-    assert "Tables 4/5 for the dense models and 90% GMP and One-Shot only (no ΔGMP, no 30–70%)" in report
+    assert "Tables 4/5 in full (Q-Score, Z-score, ‖ĥ‖₁ ± std; Sup and SCL, GMP and One-Shot at 0, 30, 50, 70, 90%; no ΔGMP column)" in report
     assert "the paper states 30 models per cell for accuracy and PIEs and PD averaged over 5 models" in report
+    # the paper's figures in its layout: every panel drawn, the missing cells as labelled empty panels
+    for name in ("paper_figure2_q_cifar10.png", "paper_figure3_pd_cifar10.png", "paper_figure7_pie_classes_cifar10.png"):
+        assert (out / "figures" / name).stat().st_size > 10_000, name
+    assert "paper Figure 2 for cifar10: empty panels: Sup · One-Shot 90%\nno runs" not in report
+    assert "paper Figure 2 for cifar10: empty panels: Sup · One-Shot 90%; SCL · One-Shot 90%" in report
+    assert "paper Figure 7 for cifar10: 8 of 16 panels empty (no runs)" in report
+    assert not (out / "figures" / "paper_figure4_pies_oneshot_cifar10.png").exists()  # no One-Shot 30/50/90 % cell at all
     # the children still find their parents by run id + seed after the copy, at 99 % like any sparsity
     pairs = _csv(out / "tables" / "oneshot_pairs.csv")
     assert [(r["sparsity"], r["n_pairs"]) for r in pairs] == [("0.99", "3")]
