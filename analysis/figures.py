@@ -19,8 +19,9 @@
 * ``umap_<dataset>.png`` (paper Figs 1/5): a grid, rows = methods, columns = dense and every
   (schedule, sparsity), each cell the test representations of the population's first model
   (lowest seed) in 2-D, coloured by class. Source, per run: the ``features`` array of
-  ``per_sample/test.npz`` (embedded here with umap-learn on a fixed random subsample), else the
-  coordinates the :class:`callbacks.metrics.UMAPPlot` callback saved in ``figures/umap_test.npz``;
+  ``per_sample/test.npz`` (embedded here with umap-learn on a fixed random subsample), else
+  ``per_sample/representations.npz`` (a fixed subset in float16, scripts/export_representations.py),
+  else the coordinates the :class:`callbacks.metrics.UMAPPlot` callback saved in ``figures/umap_test.npz``;
   a run with neither is left blank and named in the report, nothing is made up.
 """
 
@@ -41,6 +42,8 @@ from common.run_folder import pruning_key as _pruning_key
 
 SCATTER_METRICS = (("q_score", "Q-Score"), ("pd_score", "prediction depth"))
 UMAP_FILE = Path("figures") / "umap_test.npz"
+#: a run's test representations of a fixed subset, saved small (scripts/export_representations.py)
+REPRESENTATIONS_FILE = Path("per_sample") / "representations.npz"
 
 
 @dataclass
@@ -352,6 +355,14 @@ def _umap_source(run: Run, keep: np.ndarray, seed: int) -> tuple[np.ndarray, np.
 
         coords = umap_embedding(run.arrays["features"][keep].astype(np.float32), seed=seed)
         return coords, run.arrays["label"][keep], "features"
+    small = run.path / REPRESENTATIONS_FILE
+    if small.is_file():  # scripts/export_representations.py: a fixed subset, float16
+        from callbacks.metrics.umap import umap_embedding
+
+        with np.load(small, allow_pickle=False) as data:
+            rows = np.isin(data["index"], keep) if len(keep) < len(data["index"]) else np.ones(len(data["index"]), dtype=bool)
+            coords = umap_embedding(data["features"][rows].astype(np.float32), seed=seed)
+            return coords, np.asarray(data["label"])[rows], f"representations ({int(rows.sum())}, float16)"
     saved = run.path / UMAP_FILE
     if saved.is_file():
         with np.load(saved, allow_pickle=False) as data:
@@ -425,7 +436,8 @@ def umap_figures(study: Study, *, samples: int = 2000, seed: int = 0) -> FigureS
         if not cells:
             out.missing.append(
                 f"UMAP grid for {dataset}: no run has test representations saved — neither a 'features' array in "
-                f"per_sample/test.npz nor figures/umap_test.npz from the UMAPPlot callback ({len(blank)} populations)"
+                f"per_sample/test.npz, per_sample/representations.npz (scripts/export_representations.py) nor "
+                f"figures/umap_test.npz from the UMAPPlot callback ({len(blank)} populations)"
             )
             continue
         if blank:

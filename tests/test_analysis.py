@@ -470,6 +470,25 @@ def test_umap_grid_from_the_umap_callback_files(population: Path, tmp_path: Path
     assert "UMAP grid for synthetic: blank cells, no saved representations for synthetic · Sup · GMP 50%" in report
 
 
+def test_umap_grid_from_representations_exported_small(population: Path, tmp_path: Path) -> None:
+    """A committed study keeps no checkpoint: scripts/export_representations.py saves a fixed subset of
+    the test representations in float16 beside the per-sample file, and the UMAP grid embeds those."""
+    runs = tmp_path / "runs"
+    shutil.copytree(population / "runs" / "sup_dense", runs / "sup_dense")
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / "export_representations.py"),
+                           str(runs / "sup_dense" / "s0"), "--subset", "64"], capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    with np.load(runs / "sup_dense" / "s0" / "per_sample" / "representations.npz") as saved:
+        index, features, labels = saved["index"], saved["features"], saved["label"]
+    assert np.array_equal(index, np.sort(np.random.default_rng(0).choice(128, size=64, replace=False)))
+    assert features.dtype == np.float16 and features.shape[0] == 64 and np.isfinite(features).all()
+    assert np.array_equal(labels, _load(population, "sup_dense", (0,))[0]["label"][index])
+    out = tmp_path / "report"
+    assert analyze(["--runs", str(runs), "--out", str(out), "--wandb-mode", "disabled", "--umap-samples", "64"]) == 0
+    assert (out / "figures" / "umap_synthetic.png").stat().st_size > 10_000
+    assert "no run has test representations saved" not in (out / "report.md").read_text()
+
+
 def _relabel(folder: Path, sparsity: float | None) -> None:
     """A copied run as a CIFAR-10 run (at ``sparsity`` when pruned)."""
     path = folder / "run.json"
