@@ -1,7 +1,7 @@
 """Package ``__init__``\\ s that import their modules only when a name is asked for (PEP 562).
 
 A package such as :mod:`callbacks.pruning` exports Lightning callbacks *and* pure maths. Importing
-its maths (``callbacks.pruning.masks``) runs the package ``__init__`` first; an ``__init__`` that
+its maths (``sparsity.masks``) runs the package ``__init__`` first; an ``__init__`` that
 imported every export would pull Lightning into scripts and tests that need only the maths. With
 :func:`lazy_exports` the ``__init__`` names where each export lives, and the module is imported on
 first access: ``from callbacks.pruning import GradualMagnitudePruning``, ``getattr`` (jsonargparse

@@ -5,7 +5,7 @@ cosine (``progress`` clipped to ``[0, 1]``). Its users scale and shift it:
 
 * the encoder learning rate of the phased methods (:func:`lightning_modules.phased.cosine_annealing_factors`),
 * BYOL's EMA coefficient ``tau`` (:func:`lightning_modules.byol.momentum_tau`),
-* GraNet's / SyncCP's drop-and-regrow fraction (:func:`callbacks.pruning.dynamics.cosine_decay`).
+* GraNet's / SyncCP's drop-and-regrow fraction (:func:`sparsity.dynamics.cosine_decay`).
 
 Pure Python, no torch: one formula, so the schedules cannot drift apart.
 """

@@ -8,7 +8,7 @@ network contrast each other (REFERENCE §5 baseline a).
   (``pruned_bn``: parameters and running statistics separate from the dense branch), through
   :func:`torch.func.functional_call` — the module's weights are never modified.
 * **Mask**: recomputed at the start of every pretraining epoch by global magnitude
-  (:func:`callbacks.pruning.masks.global_magnitude_masks`, exact count, deterministic ties, so every
+  (:func:`sparsity.masks.global_magnitude_masks`, exact count, deterministic ties, so every
   DDP rank computes the same mask) at ``prune_percent`` (default 0.9, the paper's CIFAR setting).
 * **Loss**: NT-Xent (:func:`~lightning_modules.losses.supcon_loss` without labels, temperature
   ``T``) between the dense branch's features of view 1 and the pruned branch's features of view 2.
@@ -16,7 +16,7 @@ network contrast each other (REFERENCE §5 baseline a).
   ``NT-Xent(z_dense, sg(z_pruned)) + NT-Xent(sg(z_dense), z_pruned)`` — the two backward passes of
   the authors' code in one; ``train/loss`` logs one of the two (equal) values.
 
-Mask dynamics and cost, logged like the pruning callbacks do (:mod:`callbacks.pruning.dynamics`):
+Mask dynamics and cost, logged like the pruning callbacks do (:mod:`sparsity.dynamics`):
 ``sparsity/pruned_branch`` and ``pruning/oscillation`` (+ per tensor, ``pruning/newly_pruned``,
 ``pruning/revived``) at each mask recomputation, and ``flops/*``: a step costs 3x the forward FLOPs
 of view 1 through the dense layers plus 3x those of view 2 through the pruned ones, against 3x both
@@ -40,13 +40,13 @@ from torch import Tensor, nn
 from torch.func import functional_call
 from typing_extensions import override
 
-from callbacks.pruning.dynamics import TRAIN_FORWARD_MULTIPLIER, TrainingCostMeter, mask_densities
-from callbacks.pruning.masks import global_magnitude_masks, layer_sparsities, sparsity_of
-from callbacks.pruning.tracker import MaskTracker
 from common.errors import check_range
 from lightning_modules.losses import supcon_loss
 from lightning_modules.phased import PhasedRepresentationModule
 from lightning_modules.supcon import ProjectionHead
+from sparsity.dynamics import TRAIN_FORWARD_MULTIPLIER, TrainingCostMeter, mask_densities
+from sparsity.masks import global_magnitude_masks, layer_sparsities, sparsity_of
+from sparsity.tracker import MaskTracker
 
 _BN = (nn.BatchNorm1d, nn.BatchNorm2d)
 #: checkpoint keys of the pruned branch's state under ``checkpoint["sdclr"]`` (MaskTracker field -> key)

@@ -1,6 +1,6 @@
 """The pure modules import no Lightning.
 
-The pruning maths, the losses and backbones, the analysis statistics and the shared ``common``
+The sparsity maths (``sparsity/``), the losses and backbones, the analysis statistics and the shared ``common``
 package are used by scripts, benchmarks and tests that train nothing; they must import without
 Lightning. Each case runs a fresh interpreter with an import hook that refuses ``lightning``,
 ``pytorch_lightning`` and ``lightning_fabric``, then imports one module. The control case proves the
@@ -28,10 +28,7 @@ BLOCKER = (
 )
 
 PURE_MODULES = [
-    "callbacks.pruning.schedules",
-    "callbacks.pruning.masks",
-    "callbacks.pruning.dynamics",
-    "callbacks.pruning.tracker",
+    *sorted(f"sparsity.{info.name}" for info in pkgutil.iter_modules([str(REPO / "sparsity")])),
     "lightning_modules.losses",
     "lightning_modules.backbones",
     "analysis.stats",

@@ -1,6 +1,6 @@
 """MaskTracker without Lightning: masks on weights, gradients and optimiser state, oscillation, checkpoints.
 
-:class:`callbacks.pruning.tracker.MaskTracker` is the bookkeeping that the pruning callbacks and
+:class:`sparsity.tracker.MaskTracker` is the bookkeeping that the pruning callbacks and
 SDCLR share, and it must work (and be testable) with no Trainer at all. Every case runs in a fresh
 interpreter whose import hook refuses Lightning (the blocker of ``tests/test_imports.py``), and the
 expected numbers are counted by hand in the comments, so a wrong mask, a missed gradient or a
@@ -28,7 +28,7 @@ SCENARIO = textwrap.dedent(
     import torch
     from torch import nn
 
-    from callbacks.pruning.tracker import MaskTracker
+    from sparsity.tracker import MaskTracker
 
     out = {}
     # two tensors: "a" with 8 entries, "b" with 4

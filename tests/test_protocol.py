@@ -18,10 +18,10 @@ from conftest import REPO, TINY_SUP, TINY_SUPCON, read_run_json, run_cli, with_e
 from torch import nn
 
 from callbacks.pruning import OneShotPruning
-from callbacks.pruning.masks import compute_masks
 from datamodules import SyntheticDataModule
 from lightning_modules import SupConModel
 from lightning_modules.phased import chained_head_factors
+from sparsity.masks import compute_masks
 
 EXP = REPO / "configs" / "experiments"
 

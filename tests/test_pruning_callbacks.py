@@ -28,8 +28,8 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset
 
 from callbacks.pruning import GradualMagnitudePruning, OneShotPruning, cubic_sparsity, sparsity_of
-from callbacks.pruning.schedules import event_steps
 from common.errors import ConfigError
+from sparsity.schedules import event_steps
 
 REPO = Path(__file__).resolve().parents[1]
 N_SAMPLES, BATCH = 64, 8  # 8 batches per epoch

@@ -1,4 +1,4 @@
-"""Mask dynamics (callbacks/pruning/dynamics.py): oscillation under GMP and prune-and-regrow, drop-and-regrow
+"""Mask dynamics (sparsity/dynamics.py): oscillation under GMP and prune-and-regrow, drop-and-regrow
 against NumPy, the FLOPs of convolutions and the training-cost meter."""
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from test_pruning_callbacks import GMP, TinyNet, loader
 from torch import Tensor
 
 from callbacks.pruning import GradualMagnitudePruning, PruneAndRegrow, sparsity_of
-from callbacks.pruning.dynamics import (
+from sparsity.dynamics import (
     TrainingCostMeter,
     drop_and_regrow,
     layer_flops_per_sample,

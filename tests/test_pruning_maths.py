@@ -14,7 +14,8 @@ import torch
 import torch.nn.utils.prune as tprune
 from torch import nn
 
-from callbacks.pruning.masks import (
+from common.errors import ConfigError
+from sparsity.masks import (
     channel_masks,
     compute_masks,
     global_magnitude_masks,
@@ -24,8 +25,7 @@ from callbacks.pruning.masks import (
     sparsity_of,
     validate_mask_options,
 )
-from callbacks.pruning.schedules import cubic_sparsity, event_index, event_steps
-from common.errors import ConfigError
+from sparsity.schedules import cubic_sparsity, event_index, event_steps
 
 
 def random_weights(seed: int) -> dict[str, torch.Tensor]:

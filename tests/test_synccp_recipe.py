@@ -16,10 +16,10 @@ from conftest import REPO, read_run_json, run_cli
 from ssl_helpers import TINY, TargetProbe
 
 from callbacks.pruning import SynchronizedPruning
-from callbacks.pruning.dynamics import cosine_decay
-from callbacks.pruning.masks import erk_densities
 from datamodules import SyntheticDataModule
 from lightning_modules import BYOLModel
+from sparsity.dynamics import cosine_decay
+from sparsity.masks import erk_densities
 
 RECIPE = dict(final_sparsity=0.8, initial_sparsity=0.3, initial_mask="erk", density_gap=0.3, begin_step=4, end_step=12,
               frequency=2, score="ema", score_momentum=0.99, revival=True, regrow_fraction=0.5)  # fmt: skip

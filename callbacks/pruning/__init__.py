@@ -1,11 +1,8 @@
-"""Pruning: pure mask maths and schedules, the mask tracker, and the thin callbacks that own the masks.
+"""Pruning: the thin Lightning callbacks that own the masks, on the maths of :mod:`sparsity`.
 
-* :mod:`callbacks.pruning.schedules` — ``cubic_sparsity`` (Zhu & Gupta staircase), event steps.
-* :mod:`callbacks.pruning.masks` — global / layer-wise magnitude, N:M, channel masks, ``sparsity_of``.
-* :mod:`callbacks.pruning.dynamics` — mask oscillation, training FLOPs, drop-and-regrow maths.
-* :mod:`callbacks.pruning.tracker` — :class:`~callbacks.pruning.tracker.MaskTracker`: one set of
-  masks, its events, oscillation, training cost and checkpoint state (plain torch, no Lightning;
-  the callbacks and SDCLR use it).
+* The pure maths they run on lives one room down, in :mod:`sparsity` (masks, schedules, dynamics,
+  regrowth and the Lightning-free :class:`~sparsity.tracker.MaskTracker`, which SDCLR uses too); the
+  mask functions are re-exported here for convenience.
 * :mod:`callbacks.pruning.options` — :class:`~callbacks.pruning.options.MaskOptions`: which weights
   a mask keeps (scope, granularity, N:M, targets, ...), validated once.
 * :mod:`callbacks.pruning.agreement` — DDP: rank 0's masks everywhere, per-rank mask hashes.
@@ -16,18 +13,18 @@
 * :class:`OneShotPruning` — train dense, prune once, fine-tune with masks fixed.
 * :class:`SynchronizedPruning` — SyncCP: GMP of the online encoder, the momentum encoder in step.
 * :class:`PruneAndRegrow` — GraNet-style gradual pruning with periodic drop-and-regrow
-  (:mod:`callbacks.pruning.regrowth`).
+  (:mod:`sparsity.regrowth`).
 
-The names below are imported on first use (:func:`common.lazy.lazy_exports`): the maths modules
-and the tracker import no Lightning, and importing them must not run the callbacks' imports.
+The names below are imported on first use (:func:`common.lazy.lazy_exports`): importing one of the
+mask functions must not run the callbacks' Lightning imports.
 """
 
 from __future__ import annotations
 
 from common.lazy import lazy_exports
 
-_MASKS = "callbacks.pruning.masks"
-_SCHEDULES = "callbacks.pruning.schedules"
+_MASKS = "sparsity.masks"
+_SCHEDULES = "sparsity.schedules"
 _EXPORTS = {
     "GradualMagnitudePruning": "callbacks.pruning.gmp",
     "OneShotPruning": "callbacks.pruning.oneshot",

@@ -1,7 +1,7 @@
 """DDP: every rank prunes with the same masks, and a finished run proves it.
 
 Masks are computed on every rank from the weights (identical on every rank under DDP) with
-deterministic tie-breaking (:mod:`callbacks.pruning.masks`). Floating-point or input differences
+deterministic tie-breaking (:mod:`sparsity.masks`). Floating-point or input differences
 could still make a rank disagree, so at each change rank 0's masks are broadcast and used
 everywhere (:func:`agree_across_ranks`; a rank whose own masks differed says so in a warning).
 At the end of training every rank hashes its masks and the digests are all-gathered

@@ -2,7 +2,7 @@
 
 What every pruning schedule shares (DESIGN.md "How data flows", step 3):
 
-* The masks live in a :class:`~callbacks.pruning.tracker.MaskTracker` (``self.tracker``; plain
+* The masks live in a :class:`~sparsity.tracker.MaskTracker` (``self.tracker``; plain
   torch): ``masks: dict[name, BoolTensor]`` (True = kept), names as in
   ``pl_module.named_parameters()`` and therefore as in the checkpoint's ``state_dict`` keys, the
   event history and the training cost. They go into the callback's ``state_dict()``, so a
@@ -31,7 +31,7 @@ What every pruning schedule shares (DESIGN.md "How data flows", step 3):
   ``WandbLogger`` is attached.
 * ``run_summary()`` adds ``pruning``, ``target_sparsity`` and ``achieved_sparsity`` (zeros / size of
   the prunable weights, measured) to ``run.json``.
-* Mask dynamics and cost (:mod:`callbacks.pruning.dynamics`): at each mask change
+* Mask dynamics and cost (:mod:`sparsity.dynamics`): at each mask change
   ``pruning/oscillation`` (fraction of mask entries flipped since the previous change; also per
   tensor, ``pruning/oscillation/<param name>``), ``pruning/newly_pruned`` and ``pruning/revived``;
   and the theoretical training FLOPs of the pruned layers, ``flops/step_{dense,sparse,saving}`` and
@@ -59,12 +59,12 @@ from typing_extensions import override
 
 from callbacks.pruning import module_api
 from callbacks.pruning.agreement import agree_across_ranks, gather_digests
-from callbacks.pruning.dynamics import TRAIN_FORWARD_MULTIPLIER, Branches, MaskChange
-from callbacks.pruning.masks import layer_sparsities, nm_indivisible, sparsity_of
 from callbacks.pruning.options import MaskOptions
-from callbacks.pruning.tracker import MaskTracker
 from common.errors import ConfigError
 from lightning_modules.plan import TrainingPlan
+from sparsity.dynamics import TRAIN_FORWARD_MULTIPLIER, Branches, MaskChange
+from sparsity.masks import layer_sparsities, nm_indivisible, sparsity_of
+from sparsity.tracker import MaskTracker
 
 
 class PruningCallback(pl.Callback):
@@ -293,7 +293,7 @@ class PruningCallback(pl.Callback):
     def dense_gradients_before_event(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Tensor] | None:
         """Copies of the prunable parameters' gradients, pruned entries included, when the optimiser
         step about to happen (``global_step + 1``) brings a mask change; None otherwise or when a
-        parameter has no gradient. For drop-and-regrow (:mod:`callbacks.pruning.regrowth`): call it
+        parameter has no gradient. For drop-and-regrow (:mod:`sparsity.regrowth`): call it
         in ``on_before_optimizer_step`` before this class masks the gradients."""
         if not self._is_new_event(self.event_key(trainer, int(trainer.global_step) + 1)):
             return None

@@ -2,7 +2,7 @@
 
 At the events ``begin_step, begin_step + frequency, ..., end_step`` of ``trainer.global_step``
 (optimiser steps) the masks are recomputed from the current |w| for the cubic target of
-:func:`callbacks.pruning.schedules.cubic_sparsity`; between events they are fixed, after
+:func:`sparsity.schedules.cubic_sparsity`; between events they are fixed, after
 ``end_step`` they stay at ``final_sparsity``.
 
 ΔGMP: give ``begin_epoch`` and the schedule starts at ``begin_epoch * steps_per_epoch`` (the
@@ -32,9 +32,9 @@ from typing_extensions import override
 
 from callbacks.pruning import module_api
 from callbacks.pruning.base import PruningCallback
-from callbacks.pruning.schedules import cubic_sparsity, event_index, validate_schedule
 from common.errors import ConfigError, check_range
 from lightning_modules.plan import TrainingPlan
+from sparsity.schedules import cubic_sparsity, event_index, validate_schedule
 
 #: the phases in which an encoder trains (the schedule prunes in the first of them that a run has)
 TRAINING_PHASES = ("supervised", "contrastive")
@@ -65,7 +65,7 @@ def validate_cubic_schedule(
     begin_epoch: int | None, end_epoch: int | None,
 ) -> None:
     """Raise :class:`ConfigError` (one line) for an impossible cubic schedule: the steps and
-    sparsities (:func:`~callbacks.pruning.schedules.validate_schedule`), then the ΔGMP epochs."""
+    sparsities (:func:`~sparsity.schedules.validate_schedule`), then the ΔGMP epochs."""
     validate_schedule(
         initial=initial_sparsity, final=final_sparsity, begin_step=begin_step, end_step=end_step, frequency=frequency,
     )  # fmt: skip

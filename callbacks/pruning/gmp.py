@@ -8,7 +8,7 @@ current |w|: pruned weights never come back.
 ``head_end_step`` and ``head_frequency`` the linear classifier (weight and bias, each tensor to the
 scheduled sparsity) is pruned during the head phase on the same cubic schedule to
 ``final_sparsity``, its steps counted from the head phase's first optimiser step (the authors: 500
-to 10000 every 250). Its masks are a second :class:`~callbacks.pruning.tracker.MaskTracker`
+to 10000 every 250). Its masks are a second :class:`~sparsity.tracker.MaskTracker`
 (``self.head``), checkpointed as ``head_masks``/``head_events``/``head_event``.
 
 The schedule must fit the run: ``end_step`` at most the last step of the phase the encoder trains in
@@ -27,11 +27,11 @@ from typing_extensions import override
 from callbacks.pruning import module_api
 from callbacks.pruning.agreement import agree_across_ranks
 from callbacks.pruning.cubic import CubicSchedulePruning, training_phase, validate_cubic_schedule
-from callbacks.pruning.masks import compute_masks, sparsity_of
-from callbacks.pruning.schedules import cubic_sparsity, event_index, validate_schedule
-from callbacks.pruning.tracker import MaskTracker
 from common.errors import ConfigError, check_choice
 from lightning_modules.plan import TrainingPlan
+from sparsity.masks import compute_masks, sparsity_of
+from sparsity.schedules import cubic_sparsity, event_index, validate_schedule
+from sparsity.tracker import MaskTracker
 
 #: the names a GMP schedule can report (run.json ``pruning``)
 SCHEDULES = ("gmp", "delta_gmp")

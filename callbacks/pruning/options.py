@@ -20,9 +20,9 @@ from dataclasses import dataclass
 
 from torch import Tensor
 
-from callbacks.pruning.masks import compute_masks, validate_mask_options
 from common.errors import check_choice
 from lightning_modules.base import PRUNING_TARGETS
+from sparsity.masks import compute_masks, validate_mask_options
 
 #: what to do with a weight N:M cannot divide (its input channels are not a multiple of ``m``)
 NM_INDIVISIBLE = ("error", "skip")
@@ -67,7 +67,7 @@ class MaskOptions:
         allow_regrowth: bool = False,
     ) -> dict[str, Tensor]:
         """Masks for ``sparsity`` from ``weights`` (or scores) under these options
-        (:func:`callbacks.pruning.masks.compute_masks`)."""
+        (:func:`sparsity.masks.compute_masks`)."""
         return compute_masks(
             weights, sparsity, scope=self.scope, granularity=self.granularity, n=self.n, m=self.m, norm=self.norm,
             current_masks=current_masks, min_layer_density=self.min_layer_density, allow_regrowth=allow_regrowth,

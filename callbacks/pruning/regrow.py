@@ -5,11 +5,11 @@ Every ``update_frequency`` optimiser steps from ``begin_step`` until ``regrow_en
 1. **gradual magnitude pruning** to the cubic GMP target of that step (Zhu & Gupta, the schedule
    of :class:`GradualMagnitudePruning` with ``frequency = update_frequency``; ``final_sparsity``
    from ``end_step`` on);
-2. **drop and regrow** (:func:`callbacks.pruning.dynamics.drop_and_regrow`): in every tensor drop
+2. **drop and regrow** (:func:`sparsity.dynamics.drop_and_regrow`): in every tensor drop
    the fraction ``r`` of the active weights with the smallest |w| and regrow as many inactive
    weights with the largest |gradient| (the *dense* gradient of that step, captured in
    ``on_before_optimizer_step`` before the base class zeroes the gradients of pruned weights:
-   :mod:`callbacks.pruning.regrowth`).
+   :mod:`sparsity.regrowth`).
    ``r`` decays with a cosine from ``drop_fraction`` at ``begin_step`` to 0 at ``regrow_end_step``.
 
 Regrown weights start at exactly 0 and their optimiser state (momentum buffers, Adam moments) is
@@ -35,10 +35,10 @@ from typing_extensions import override
 
 from callbacks.pruning import module_api
 from callbacks.pruning.cubic import CubicSchedulePruning
-from callbacks.pruning.dynamics import cosine_decay
-from callbacks.pruning.regrowth import Regrowth
-from callbacks.pruning.schedules import cubic_sparsity
 from common.errors import ConfigError, check_range
+from sparsity.dynamics import cosine_decay
+from sparsity.regrowth import Regrowth
+from sparsity.schedules import cubic_sparsity
 
 
 class PruneAndRegrow(CubicSchedulePruning):

@@ -5,7 +5,7 @@ options: begin/end/frequency, ΔGMP epochs, scope, granularity unstructured / N:
 same events the **target (momentum) encoder** is pruned to ``max(0, s_online - density_gap)``, with
 its own masks chosen from its own weights (as in the author code: one global threshold over the
 target's |w|), keyed by the target's parameter names (a second
-:class:`~callbacks.pruning.tracker.MaskTracker`, ``self.target``). Both encoders are masked in place,
+:class:`~sparsity.tracker.MaskTracker`, ``self.target``). Both encoders are masked in place,
 so every forward pass of either branch uses ``w * mask``.
 
 The target weights stay an EMA of the online ones (the module's momentum update) and the target masks
@@ -45,7 +45,7 @@ named options:
 * ``regrow_fraction: r`` — after each event's magnitude step, prune-and-regrow the online encoder:
   drop the fraction ``r`` (cosine-decayed to 0 at ``regrow_end_step``, default the end of pretraining)
   of each tensor's active weights with the smallest |w| and regrow as many by the largest dense
-  gradient (``prune_and_regrow``; :mod:`callbacks.pruning.regrowth`); events continue every
+  gradient (``prune_and_regrow``; :mod:`sparsity.regrowth`); events continue every
   ``frequency`` steps after ``end_step`` until then (the sparsity stays at ``final_sparsity``).
 
 Logged at every event, besides the online encoder's ``sparsity/*`` and ``pruning/*`` (base class):
@@ -68,11 +68,11 @@ from typing_extensions import override
 from callbacks.pruning import module_api
 from callbacks.pruning.agreement import agree_across_ranks
 from callbacks.pruning.cubic import CubicSchedulePruning
-from callbacks.pruning.dynamics import cosine_decay, mask_densities
-from callbacks.pruning.masks import erk_densities, layer_sparsities, random_masks, sparsity_of
-from callbacks.pruning.regrowth import Regrowth
-from callbacks.pruning.tracker import MaskTracker
 from common.errors import ConfigError, check_choice, check_range
+from sparsity.dynamics import cosine_decay, mask_densities
+from sparsity.masks import erk_densities, layer_sparsities, random_masks, sparsity_of
+from sparsity.regrowth import Regrowth
+from sparsity.tracker import MaskTracker
 
 SCORES = ("magnitude", "ema")
 INITIAL_MASKS = ("magnitude", "erk")

@@ -2,7 +2,7 @@
 
 At a topology update each tensor drops the fraction ``r`` of its active weights with the smallest
 |w| and regrows as many inactive ones with the largest |gradient|
-(:func:`callbacks.pruning.dynamics.drop_and_regrow`). The gradient is the *dense* one of the
+(:func:`sparsity.dynamics.drop_and_regrow`). The gradient is the *dense* one of the
 optimiser step that brings the update: it only exists in ``on_before_optimizer_step``, before the
 base class zeroes the gradients of pruned weights, while the update itself runs after the step
 (``on_train_batch_end``), from the stepped weights. So the callback hands the copies over:
@@ -23,7 +23,7 @@ from typing import Any
 
 from torch import Tensor
 
-from callbacks.pruning.dynamics import drop_and_regrow
+from sparsity.dynamics import drop_and_regrow
 
 
 class Regrowth:

@@ -33,9 +33,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from callbacks.pruning.masks import _keep_all_but_smallest
 from common.errors import check_range
 from common.schedules import cosine_factor
+from sparsity.masks import _keep_all_but_smallest
 
 Masks = dict[str, Tensor]
 

@@ -9,10 +9,10 @@ second set for the momentum encoder, GMP a third for the classifier) and SDCLR's
   ``(parameter, float mask)`` pairs they are bound to, to apply them to the weights, their
   gradients and the optimiser state in place;
 * ``events``: one record per mask change (the caller's fields plus ``oscillation``, the fraction of
-  entries flipped since the previous change, :func:`callbacks.pruning.dynamics.mask_change`), and
+  entries flipped since the previous change, :func:`sparsity.dynamics.mask_change`), and
   ``last_event``, the caller's key of the schedule event that made the current masks;
 * ``cost``: the theoretical training FLOPs, dense vs sparse
-  (:class:`~callbacks.pruning.dynamics.TrainingCostMeter`);
+  (:class:`~sparsity.dynamics.TrainingCostMeter`);
 * ``state_dict()`` / ``load_state_dict()`` under the checkpoint key names the caller chooses
   (``keys``), so each owner keeps the names its checkpoints have always had.
 
@@ -29,7 +29,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from callbacks.pruning.dynamics import (
+from sparsity.dynamics import (
     MaskChange,
     TrainingCostMeter,
     mask_change,
