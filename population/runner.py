@@ -29,6 +29,7 @@ import sys
 from typing import NoReturn
 
 from callbacks.run_summary import read_run_json
+from common.errors import ConfigError
 from population.cost import print_cost
 from population.devices import DeviceSlots, parse_devices
 from population.execute import REPO, Job, Runner
@@ -64,7 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def plan_jobs(plan: Plan, extra: list[str], only: set[str] | None) -> list[Job]:
     """Every run of ``plan`` (``only`` those cells) with its folder, status and epochs."""
-    import cli  # the CLI's own parser decides every run folder
+    from training.target import run_dir_for, run_target_for  # the CLI's own parser decides every run folder
 
     if extra:
         plan.args = (*plan.args, *extra)
@@ -73,12 +74,12 @@ def plan_jobs(plan: Plan, extra: list[str], only: set[str] | None) -> list[Job]:
         if cell.parent is not None and cell.parent not in parent_dirs:
             parent = plan.cells[cell.parent]
             probe = next(r for r in expand(plan, only={parent.name}) if r.cell == parent.name)
-            parent_dirs[parent.name] = str(cli.run_dir_for(["fit", *probe.args]).parent)
+            parent_dirs[parent.name] = str(run_dir_for(["fit", *probe.args]).parent)
     jobs = []
     for run in expand(plan, parent_dirs, only=only):
         try:
-            target = cli.run_target_for(["fit", *run.args])
-        except cli.ConfigError as err:
+            target = run_target_for(["fit", *run.args])
+        except ConfigError as err:
             raise PlanError(f"{run.label}: {err}") from err
         summary = read_run_json(target.folder) or {}
         done = summary.get("epochs_trained")

@@ -10,6 +10,7 @@ from conftest import REPO, TINY_SUP, TINY_SUPCON, only_run_dir, read_run_json, r
 from wandb_offline import find_offline_run, history_keys, read_offline_run
 
 import cli
+from training.options import whole_batch_counts
 
 
 @pytest.fixture(scope="module")
@@ -177,7 +178,7 @@ def test_a_whole_number_of_batches_stays_a_count_whatever_the_parser_made_of_it(
 
     trainer = Namespace(limit_train_batches=20.0, limit_val_batches=1.0, limit_test_batches=0.25, val_check_interval=50.0,
                         overfit_batches=0.0, limit_predict_batches=None)  # fmt: skip
-    cli._whole_batch_counts(trainer)
+    whole_batch_counts(trainer)
     assert trainer.limit_train_batches == 20 and isinstance(trainer.limit_train_batches, int)
     assert trainer.val_check_interval == 50 and isinstance(trainer.val_check_interval, int)
     assert trainer.limit_val_batches == 1.0 and isinstance(trainer.limit_val_batches, float)  # 1.0 = every batch

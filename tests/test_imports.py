@@ -33,6 +33,7 @@ PURE_MODULES = [
     "lightning_modules.backbones",
     "analysis.stats",
     "analysis.pies",
+    "training.naming",
     *sorted(f"common.{info.name}" for info in pkgutil.iter_modules([str(REPO / "common")])),
 ]
 

@@ -1,4 +1,4 @@
-"""The ``--run.resume auto`` folder name (``<run name>-<config hash>``, cli._config_hash) across versions.
+"""The ``--run.resume auto`` folder name (``<run name>-<config hash>``, training.naming.config_hash) across versions.
 
 The name is how ``fit --run.resume auto``, ``population`` and sweeps find a run again, often after the
 code moved on. A new argument with a default (a new pruning option, a new Lightning flag) trains the
@@ -18,6 +18,7 @@ import yaml
 from conftest import REPO, cli_env
 
 import cli
+from training.naming import init_defaults
 
 TINY = [
     "--data", str(REPO / "configs/data/synthetic.yaml"), "--data.init_args.train_size", "128",
@@ -45,7 +46,7 @@ def _with_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra: str) ->
     """``cp_versioned.VersionedModel`` as this "version" of the code defines it."""
     (tmp_path / "cp_versioned.py").write_text(MODULE.format(extra=extra))
     monkeypatch.delitem(sys.modules, "cp_versioned", raising=False)
-    cli._init_defaults.cache_clear()
+    init_defaults.cache_clear()
 
 
 def test_a_new_argument_with_a_default_keeps_the_folder_name(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
