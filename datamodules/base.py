@@ -7,13 +7,8 @@ is the position in the underlying split (train or test) and is what per-sample m
 de-duplication key on. Validation/test loaders always carry a single un-augmented ``"image"`` and
 keep the dataset order.
 
-**A training epoch is a pure function of (seed, epoch).** :class:`ResumableSampler` draws epoch
-``e``'s permutation from ``seed + e`` (``DistributedSampler`` semantics: every rank its own
-``rank::world`` part of the padded permutation) and yields ``(position, e)`` keys; the dataset
-seeds the augmentation of each sample from ``(seed, e, index)``. So shuffling and augmentation do
-not depend on the global RNG, the number of loader workers or the batch a sample lands in, and a run
-resumed from a checkpoint — at an epoch boundary or mid-epoch (:class:`ResumableLoader` skips the
-batches already trained) — sees exactly the data the uninterrupted run would have seen.
+The samplers and loaders behind it live in :mod:`datamodules.loading` (a training epoch is a pure
+function of (seed, epoch), resumable mid-epoch), the indexed datasets in :mod:`datamodules.datasets`.
 
 **Augmentation runs in the loader or on the training device** (``augment_on``): ``loader`` applies
 the torchvision transforms per sample in loader workers; ``device`` keeps the uint8 training set on
@@ -35,188 +30,24 @@ are cached per spec, so an unchanged phase keeps its loader and its workers).
 from __future__ import annotations
 
 import math
-import os
-import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import lightning.pytorch as pl
-import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 from typing_extensions import override
 
 from common.data_spec import AUGMENTATIONS, TrainDataSpec
 from common.errors import ConfigError, check_choice, check_range
 from common.protocols import PlannedModule
+from datamodules.datasets import DEVICE_SPLIT, IndexedImageDataset, IndexedLabels, as_batch, sample_seed
+from datamodules.datasets import uint8_hwc_to_chw as uint8_hwc_to_chw  # re-exported: datamodules.cifar imports it from here
+from datamodules.loading import ResumableLoader, ResumableSampler, default_num_workers, ignore_stop_signals, run_seed
 from datamodules.transforms import MultiView, build_transform
 
-_MIX = (1 << 61) - 1  # a Mersenne prime: (seed, epoch, index) -> one 61-bit seed
-
-
-def sample_seed(seed: int, epoch: int, index: int) -> int:
-    """The augmentation seed of sample ``index`` in epoch ``epoch`` of a run seeded ``seed``."""
-    return ((seed * 1_000_003 + epoch) * 2_147_483_647 + index) % _MIX
-
-
-class IndexedImageDataset(Dataset):
-    """uint8 images ``[N, 3, H, W]`` + labels ``[N]`` -> dict samples carrying their index.
-
-    ``dataset[i]`` (an int position) applies ``transform`` with the global RNG (eval transforms are
-    deterministic anyway); ``dataset[(i, epoch)]`` — what :class:`ResumableSampler` yields — applies
-    it with the torch RNG seeded by :func:`sample_seed` ``(seed, epoch, index)`` and restores the RNG
-    afterwards, so the sample is the same whatever process, worker or batch computes it.
-    """
-
-    def __init__(
-        self, images: Tensor, labels: Tensor, transform: Any, indices: Tensor | None = None, *, seed: int = 0
-    ) -> None:
-        if images.dtype != torch.uint8 or images.ndim != 4:
-            raise ValueError(f"images must be uint8 [N, C, H, W], got {images.dtype} {tuple(images.shape)}")
-        self.images = images
-        self.labels = labels.long()
-        self.transform = transform
-        self.indices = torch.arange(len(images)) if indices is None else indices.long()
-        self.seed = int(seed)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        if isinstance(key, tuple):
-            position, epoch = key
-            index = int(self.indices[position])
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(sample_seed(self.seed, int(epoch), index))
-                out = self.transform(self.images[index])
-        else:
-            index = int(self.indices[key])
-            out = self.transform(self.images[index])
-        name = "views" if isinstance(out, list) else "image"
-        return {"index": index, "label": int(self.labels[index]), name: out}
-
-
-#: the batch key naming the device-resident split a batch of indices comes from (``augment_on: device``)
-DEVICE_SPLIT = "device_split"
-
-
-class IndexedLabels(Dataset):
-    """A split as indices and labels only (``augment_on: device``): the images stay on the training
-    device and are gathered (and augmented, or eval-transformed) there after the batch is transferred.
-
-    A loader fetches whole batches (``__getitems__``): ``{"index", "label"}`` tensors and, as plain
-    Python values that stay on the host, the split and — for the training loader, whose keys are
-    ``(position, epoch)`` — the epoch and the batch's first index, which seed its augmentation. So
-    nothing about a batch has to be read back from the device.
-    """
-
-    def __init__(self, labels: Tensor, indices: Tensor, split: str = "train") -> None:
-        # NumPy on the host: gathering a batch's indices and labels dispatches no tensor operation
-        self.labels = labels.long().numpy()
-        self.indices = indices.long().numpy()
-        self.split = split
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    def __getitem__(self, key: int | tuple[int, int]) -> dict[str, Any]:
-        return self.__getitems__([key])
-
-    def __getitems__(self, keys: Sequence[int | tuple[int, int]]) -> dict[str, Any]:
-        epoch = None
-        if keys and isinstance(keys[0], tuple):
-            positions = [int(k[0]) for k in keys]  # type: ignore[index]
-            epoch = int(keys[0][1])  # type: ignore[index]
-        else:
-            positions = [int(k) for k in keys]  # type: ignore[arg-type]
-        index = self.indices[np.asarray(positions, dtype=np.int64)]
-        batch: dict[str, Any] = {"index": torch.from_numpy(index), "label": torch.from_numpy(self.labels[index]), DEVICE_SPLIT: self.split}
-        if epoch is not None:
-            batch["epoch"] = epoch
-            batch["first"] = int(index[0]) if len(index) else 0
-        return batch
-
-
-def as_batch(batch: dict[str, Any]) -> dict[str, Any]:
-    """``collate_fn`` of the index loaders: :meth:`IndexedLabels.__getitems__` returns whole batches."""
-    return batch
-
-
-class ResumableSampler(DistributedSampler):
-    """``DistributedSampler`` whose epoch ``e`` is a permutation seeded by ``seed + e``, yielding
-    ``(position, e)`` keys, that can skip the start of an epoch after a mid-epoch resume.
-
-    A ``DistributedSampler`` subclass, so Lightning does not replace it under DDP; it is built with
-    the trainer's ``world_size``/``global_rank`` (1/0 outside a Trainer).
-    """
-
-    def __init__(self, dataset: Dataset, *, num_replicas: int, rank: int, seed: int, shuffle: bool = True) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed, drop_last=False)
-        self._skip: tuple[int, int] | None = None  # (epoch, samples of this rank to skip)
-
-    def skip_in_epoch(self, epoch: int, samples: int) -> None:
-        """Skip this rank's first ``samples`` samples the next time epoch ``epoch`` is iterated."""
-        self._skip = (int(epoch), int(samples))
-
-    def __iter__(self) -> Iterator[tuple[int, int]]:  # type: ignore[override]
-        positions = list(super().__iter__())
-        if self._skip is not None:
-            epoch, samples = self._skip
-            self._skip = None
-            if epoch == self.epoch:
-                positions = positions[samples:]
-        return iter([(p, self.epoch) for p in positions])
-
-    def __len__(self) -> int:
-        return self.num_samples
-
-
-class ResumableLoader(DataLoader):
-    """A training ``DataLoader`` with ``state_dict``/``load_state_dict`` (Lightning saves it in every
-    checkpoint and restores it when a fit resumes mid-epoch): the epoch and how many batches of it
-    were trained; on restore, the sampler skips them."""
-
-    #: returns the number of batches of the current epoch already trained (set by the datamodule)
-    progress: Any = None
-
-    def state_dict(self) -> dict[str, int]:
-        sampler = self.sampler
-        assert isinstance(sampler, ResumableSampler)
-        done = int(self.progress()) if callable(self.progress) else 0
-        return {"epoch": int(sampler.epoch), "batches": done, "batch_size": int(self.batch_size or 1)}
-
-    def load_state_dict(self, state: dict[str, int]) -> None:
-        sampler = self.sampler
-        assert isinstance(sampler, ResumableSampler)
-        sampler.skip_in_epoch(state["epoch"], state["batches"] * state["batch_size"])
-
-
 AUGMENT_ON = ("loader", "device")
-
-
-def ignore_stop_signals(worker_id: int) -> None:
-    """``worker_init_fn`` of every loader: workers ignore SIGTERM and SIGINT.
-
-    SLURM (``--signal``), ``timeout`` and a terminal's Ctrl-C signal a whole process group, workers
-    included. A worker killed by it makes the main process fail ("DataLoader worker ... is killed by
-    signal") wherever it is, before it can checkpoint; ignoring the signal leaves the stop to the main
-    process, which checkpoints at the next batch boundary and then ends its workers itself.
-    """
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-
-
-def default_num_workers() -> int:
-    """Loader workers: the usable CPU cores minus one for the training process, capped at 8."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(0, min(8, cores - 1))
-
-
-def run_seed() -> int:
-    """The run's ``seed_everything`` (``PL_GLOBAL_SEED``), 0 when none was set."""
-    seed = os.environ.get("PL_GLOBAL_SEED")
-    return int(seed) if seed not in (None, "") else 0
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -559,11 +390,3 @@ class ImageDataModule(pl.LightningDataModule):
             "val_source": self.val_source,
             "augment_on": self.augment_on,
         }
-
-
-def uint8_hwc_to_chw(array: Any) -> Tensor:
-    """numpy uint8 ``[N, H, W, C]`` (or ``[N, H, W]``) -> torch uint8 ``[N, C, H, W]``."""
-    t = torch.as_tensor(array)
-    if t.ndim == 3:
-        t = t.unsqueeze(-1)
-    return t.permute(0, 3, 1, 2).contiguous()

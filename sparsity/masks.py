@@ -27,12 +27,15 @@ import torch
 from torch import Tensor
 
 from common.errors import ConfigError, check_choice, check_range
-
-Masks = dict[str, Tensor]
+from sparsity.erk import erk_densities as erk_densities
+from sparsity.erk import random_masks as random_masks
+from sparsity.selection import Masks, _check_same_keys, _finish, _keep_all_but_smallest, _scores
+from sparsity.selection import _score_dtype as _score_dtype
+from sparsity.structured import NORMS, channel_masks, nm_masks
+from sparsity.structured import nm_indivisible as nm_indivisible
 
 SCOPES = ("global", "layerwise")
 GRANULARITIES = ("unstructured", "nm", "channel")
-NORMS = (1, 2)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -92,64 +95,6 @@ def validate_mask_options(
             f"scope={scope!r} is not allowed with granularity='channel'; choose 'layerwise' "
             "(filter norms of different layers are not comparable)"
         )
-
-
-# --------------------------------------------------------------------------------------------------
-# core: prune exactly k smallest scores
-# --------------------------------------------------------------------------------------------------
-def _score_dtype(t: Tensor) -> torch.dtype:
-    return torch.float64 if t.dtype == torch.float64 else torch.float32
-
-
-def _scores(
-    tensors: Mapping[str, Tensor], current_masks: Mapping[str, Tensor] | None, allow_regrowth: bool
-) -> dict[str, Tensor]:
-    """|w| as float32 (float64 stays), with already-pruned entries set to -1 (below every |w|)."""
-    scores: dict[str, Tensor] = {}
-    for name, w in tensors.items():
-        s = w.detach().abs().to(_score_dtype(w))
-        if current_masks is not None and not allow_regrowth:
-            s = s.masked_fill(~current_masks[name].to(s.device), -1.0)
-        scores[name] = s
-    return scores
-
-
-def _keep_all_but_smallest(scores: Tensor, k: int) -> Tensor:
-    """Bool mask over flat ``scores`` that is False at exactly ``k`` smallest entries.
-
-    ``+inf`` entries are never pruned (``k`` is capped at the number of finite entries). Ties at the
-    threshold are broken by position: the first ones in flat order are pruned. One selection
-    (``kthvalue``) instead of a full sort, so it is O(numel).
-    """
-    keep = torch.ones_like(scores, dtype=torch.bool)
-    k = min(int(k), int(torch.isfinite(scores).sum()))
-    if k <= 0:
-        return keep
-    threshold = scores.kthvalue(k).values
-    below = scores < threshold
-    keep &= ~below
-    missing = k - int(below.sum())
-    ties = (scores == threshold).nonzero().flatten()[:missing]
-    keep[ties] = False
-    return keep
-
-
-def _check_same_keys(tensors: Mapping[str, Tensor], other: Mapping[str, Tensor] | None, what: str) -> None:
-    if other is None:
-        return
-    missing = [k for k in tensors if k not in other]
-    if missing:
-        raise ValueError(f"{what} has no entry for {missing[0]!r}")
-    for name, t in tensors.items():
-        if tuple(other[name].shape) != tuple(t.shape):
-            raise ValueError(f"{what}[{name!r}] has shape {tuple(other[name].shape)}, expected {tuple(t.shape)}")
-
-
-def _finish(keep: Masks, current_masks: Mapping[str, Tensor] | None, allow_regrowth: bool) -> Masks:
-    """AND with the current masks (no revival) unless regrowth is allowed."""
-    if current_masks is None or allow_regrowth:
-        return keep
-    return {name: k & current_masks[name].to(k.device) for name, k in keep.items()}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -244,133 +189,6 @@ def layerwise_magnitude_masks(
                 candidates=None if candidates is None else {name: candidates[name]},
             )
         )
-    return out
-
-
-# --------------------------------------------------------------------------------------------------
-# N:M fine-grained
-# --------------------------------------------------------------------------------------------------
-def nm_indivisible(tensors: Mapping[str, Tensor], m: int) -> list[str]:
-    """Names of tensors whose input-channel axis (dim 1) is not a multiple of ``m`` (or is missing)."""
-    return [name for name, w in tensors.items() if w.dim() < 2 or w.shape[1] % m != 0]
-
-
-def nm_masks(
-    tensors: Mapping[str, Tensor],
-    n: int,
-    m: int,
-    *,
-    current_masks: Mapping[str, Tensor] | None = None,
-    allow_regrowth: bool = False,
-) -> Masks:
-    """N:M masks: in every group of ``m`` consecutive weights along the input-channel axis keep the
-    ``n`` largest |w|.
-
-    The input-channel axis is dim 1 of a Conv2d weight ``[out, in, kh, kw]`` or a Linear weight
-    ``[out, in]``; a group is ``m`` consecutive input channels at one (output channel, kh, kw)
-    position (the layout sparse tensor cores use for 2:4). Ties keep the lower input channel.
-    Already-pruned weights rank lowest in their group and stay pruned (a group may then keep fewer
-    than ``n``). Sparsity of the result: ``1 - n/m`` when nothing was pruned before.
-
-    Raises:
-        ConfigError: ``n > m``, or ``m`` does not divide a tensor's input channels.
-    """
-    check_range("m", m, low=1)
-    check_range("n", n, low=1, high=m)
-    _check_same_keys(tensors, current_masks, "current_masks")
-    bad = nm_indivisible(tensors, m)
-    if bad:
-        w = tensors[bad[0]]
-        channels = w.shape[1] if w.dim() >= 2 else None
-        raise ConfigError(
-            f"m={m} does not divide the input channels of {bad[0]} (shape {list(w.shape)}, "
-            f"{channels} input channels); m must divide dim 1 of every pruned weight"
-        )
-    scores = _scores(tensors, current_masks, allow_regrowth)
-    keep: Masks = {}
-    for name in tensors:
-        s = scores[name].movedim(1, -1)  # [out, *kernel, in]: groups are consecutive in memory
-        grouped = s.reshape(-1, m)
-        order = torch.argsort(grouped, dim=1, descending=True, stable=True)
-        kept = torch.zeros_like(grouped, dtype=torch.bool)
-        kept.scatter_(1, order[:, :n], True)
-        keep[name] = kept.reshape(s.shape).movedim(-1, 1).contiguous()
-    return _finish(keep, current_masks, allow_regrowth)
-
-
-# --------------------------------------------------------------------------------------------------
-# structured: whole output filters
-# --------------------------------------------------------------------------------------------------
-def channel_masks(
-    tensors: Mapping[str, Tensor],
-    sparsity: float,
-    norm: int = 1,
-    *,
-    current_masks: Mapping[str, Tensor] | None = None,
-    allow_regrowth: bool = False,
-) -> Masks:
-    """Prune whole output filters (dim 0) with the smallest L1 or L2 norm, per tensor.
-
-    In each tensor exactly ``round(sparsity * out_channels)`` filters are pruned, so its sparsity is
-    that count over ``out_channels`` (a multiple of ``1/out_channels``, not exactly ``sparsity``).
-    Norms are taken of the masked weights; a filter already fully pruned ranks lowest and stays
-    pruned. Ties keep the higher filter index (the first ones in order are pruned).
-    """
-    check_range("sparsity", sparsity, low=0.0, high=1.0, high_inclusive=False)
-    check_choice("norm", norm, NORMS)
-    _check_same_keys(tensors, current_masks, "current_masks")
-    keep: Masks = {}
-    for name, w in tensors.items():
-        flat = w.detach().to(_score_dtype(w)).reshape(w.shape[0], -1)
-        if current_masks is not None:
-            flat = flat * current_masks[name].to(flat.device).reshape(w.shape[0], -1)
-        score = flat.norm(p=norm, dim=1)
-        if current_masks is not None and not allow_regrowth:
-            dead = ~current_masks[name].to(flat.device).reshape(w.shape[0], -1).any(dim=1)
-            score = score.masked_fill(dead, -1.0)
-        kept_filters = _keep_all_but_smallest(score, round(sparsity * w.shape[0]))
-        keep[name] = kept_filters.view(-1, *([1] * (w.dim() - 1))).expand(w.shape).contiguous()
-    return _finish(keep, current_masks, allow_regrowth)
-
-
-# --------------------------------------------------------------------------------------------------
-# random Erdős–Rényi-Kernel (ERK) masks: a sparse start (SyncCP, RigL)
-# --------------------------------------------------------------------------------------------------
-def erk_densities(shapes: Mapping[str, tuple[int, ...]], density: float, *, power: float = 1.0) -> dict[str, float]:
-    """Per-tensor densities of the ERK distribution with overall ``density`` (Evci et al. 2020).
-
-    A tensor of shape ``[n_out, n_in, k_h, k_w]`` gets density ``eps * (sum(shape) / prod(shape)) ** power``
-    with one ``eps`` for all tensors, chosen so that the kept count over all tensors is ``density *
-    total``; a tensor whose density would exceed 1 is made dense and ``eps`` recomputed for the rest
-    (as solo-learn-sparse's ``Mask.init``). ``density`` in ``(0, 1]``.
-    """
-    check_range("density", density, low=0.0, high=1.0, low_inclusive=False)
-    total = sum(math.prod(s) for s in shapes.values())
-    dense: set[str] = set()
-    while True:
-        rest = [n for n in shapes if n not in dense]
-        budget = density * total - sum(math.prod(shapes[n]) for n in dense)
-        raw = {n: (sum(shapes[n]) / math.prod(shapes[n])) ** power for n in rest}
-        divisor = sum(raw[n] * math.prod(shapes[n]) for n in rest)
-        eps = budget / divisor if divisor > 0 else 0.0
-        over = [n for n in rest if eps * raw[n] > 1.0]
-        if not over:
-            break
-        dense.add(max(over, key=lambda n: raw[n]))
-    return {n: (1.0 if n in dense else eps * raw[n]) for n in shapes}
-
-
-def random_masks(tensors: Mapping[str, Tensor], densities: Mapping[str, float], *, seed: int) -> Masks:
-    """Uniformly random masks keeping exactly ``round(density * numel)`` entries of each tensor,
-    drawn from a generator seeded ``seed`` (the same masks on every process)."""
-    generator = torch.Generator().manual_seed(int(seed))
-    out: Masks = {}
-    for name, w in tensors.items():
-        keep = round(min(max(float(densities[name]), 0.0), 1.0) * w.numel())
-        order = torch.randperm(w.numel(), generator=generator)
-        mask = torch.zeros(w.numel(), dtype=torch.bool)
-        mask[order[:keep]] = True
-        out[name] = mask.view(w.shape).to(w.device)
     return out
 
 
