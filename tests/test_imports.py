@@ -33,6 +33,8 @@ PURE_MODULES = [
     "lightning_modules.backbones",
     "analysis.stats",
     "analysis.pies",
+    "callbacks.metrics.prediction_depth",
+    "callbacks.metrics.probe_extraction",
     "training.naming",
     *sorted(f"common.{info.name}" for info in pkgutil.iter_modules([str(REPO / "common")])),
 ]

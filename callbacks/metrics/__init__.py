@@ -7,7 +7,9 @@
 ``predictions``       :class:`PerSamplePredictions` (index, label, pred, logits; confusion matrix)
 ``confusion``         confusion matrix and per-class accuracy
 ``q_score``           :func:`q_score` and :class:`QScore`
-``prediction_depth``  :func:`knn_predict`, :func:`prediction_depth` and :class:`PredictionDepth`
+``prediction_depth``  :func:`knn_predict`, :func:`prediction_depth` (pure; the probes' forward pass in
+                      ``probe_extraction``) and :class:`PredictionDepth` (``prediction_depth_callback``,
+                      its progress display in ``stage_progress``)
 ``umap``              :class:`UMAPPlot`
 
 The names below are imported on first use (:func:`common.lazy.lazy_exports`).

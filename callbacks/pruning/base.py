@@ -44,6 +44,11 @@ What every pruning schedule shares (DESIGN.md "How data flows", step 3):
 
 Not supported: strategies that re-wrap parameters (FSDP, DeepSpeed) — the masks are keyed by the
 LightningModule's own parameter names and applied to those tensors.
+
+The class is split by job: :class:`~callbacks.pruning.prunable.PrunableParameters` (which
+parameters are pruned, checked) and :class:`~callbacks.pruning.reports.PruningReports` (mask
+dynamics, training cost, logging and ``run_summary``) are its mixins; this module keeps the masks'
+life cycle and the Lightning hooks.
 """
 
 from __future__ import annotations
@@ -52,22 +57,21 @@ from typing import Any
 
 import lightning.pytorch as pl
 import torch
-from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import Tensor, nn
+from torch import Tensor
 from typing_extensions import override
 
 from callbacks.pruning import module_api
 from callbacks.pruning.agreement import agree_across_ranks, gather_digests
 from callbacks.pruning.options import MaskOptions
-from common.errors import ConfigError
+from callbacks.pruning.prunable import PrunableParameters
+from callbacks.pruning.reports import PruningReports
 from lightning_modules.plan import TrainingPlan
-from sparsity.dynamics import TRAIN_FORWARD_MULTIPLIER, Branches, MaskChange
-from sparsity.masks import layer_sparsities, nm_indivisible, sparsity_of
+from sparsity.masks import sparsity_of
 from sparsity.tracker import MaskTracker
 
 
-class PruningCallback(pl.Callback):
+class PruningCallback(PrunableParameters, PruningReports, pl.Callback):
     """Owns the masks; subclasses decide *when* and *to what sparsity* (see module docstring).
 
     Args:
@@ -190,58 +194,6 @@ class PruningCallback(pl.Callback):
         return {}
 
     # ------------------------------------------------------------------------------------------
-    # parameters
-    # ------------------------------------------------------------------------------------------
-    def prunable(self, pl_module: pl.LightningModule) -> dict[str, nn.Parameter]:
-        """The parameters this callback prunes: ``pl_module.prunable_parameters()``, checked.
-
-        With ``granularity="nm"`` and ``nm_indivisible="skip"``, tensors whose input channels are
-        not a multiple of ``m`` are left out (dense).
-        """
-        cls = type(self).__name__
-        params = module_api.prunable_parameters(pl_module, self.options.targets, caller=cls)
-        if not params:
-            raise ConfigError(
-                f"{type(pl_module).__name__}.prunable_parameters() is empty; {cls} needs at least one "
-                "Conv2d/Linear weight to prune"
-            )
-        named = dict(pl_module.named_parameters())
-        for name, p in params.items():
-            if named.get(name) is not p:
-                raise ValueError(
-                    f"prunable_parameters() names {name!r}, which is not that parameter's name in "
-                    "named_parameters(); names must match the state-dict keys"
-                )
-        m = self.options.m
-        if self.options.granularity == "nm" and self.options.nm_indivisible == "skip":
-            skipped = nm_indivisible(params, m)
-            params = {k: v for k, v in params.items() if k not in skipped}
-            if not params:
-                raise ConfigError(f"m={m} divides the input channels of no prunable weight; nothing is left to prune")
-        return params
-
-    def check_model(self, pl_module: pl.LightningModule) -> None:
-        """Raise :class:`ConfigError` when this callback cannot prune ``pl_module`` (e.g. N:M with an
-        ``m`` that does not divide a layer's input channels). ``cli.py`` calls it before the Trainer
-        exists, so the error is the run's only output; ``setup("fit")`` calls it again."""
-        params = self.prunable(pl_module)
-        if self.options.granularity != "nm":
-            return
-        m = self.options.m
-        bad = nm_indivisible(params, m)
-        if bad:
-            w = params[bad[0]]
-            channels = w.shape[1] if w.dim() >= 2 else None
-            raise ConfigError(
-                f"m={m} does not divide the input channels of {bad[0]} ({channels}); choose an m "
-                "that divides them or set nm_indivisible='skip' to leave such weights dense"
-            )
-        everything = module_api.prunable_parameters(pl_module, self.options.targets, caller=type(self).__name__)
-        skipped = nm_indivisible(everything, m)
-        if skipped:
-            rank_zero_warn(f"N:M pruning leaves {', '.join(skipped)} dense: its input channels are not a multiple of m={m}")
-
-    # ------------------------------------------------------------------------------------------
     # changing the masks
     # ------------------------------------------------------------------------------------------
     def _bind(self, pl_module: pl.LightningModule) -> None:
@@ -306,74 +258,6 @@ class PruningCallback(pl.Callback):
         """Whether an optimiser step happened since the masks were last applied (False between the
         batches of one gradient-accumulation window)."""
         return int(trainer.global_step) != self._applied_step
-
-    # ------------------------------------------------------------------------------------------
-    # mask dynamics and training cost
-    # ------------------------------------------------------------------------------------------
-    def branch_costs(self, pl_module: pl.LightningModule) -> Branches:
-        """``(forward passes per image, layer densities)`` of every copy of the prunable layers that a
-        training image goes through: the trained encoder (3 passes: forward and two backward) and,
-        when the module has a momentum encoder (``target_pairs()``), its forward pass."""
-        costs: Branches = [(TRAIN_FORWARD_MULTIPLIER, self.tracker.densities())]
-        if module_api.has_momentum_encoder(pl_module):
-            costs.append((1.0, self.target_densities()))
-        return costs
-
-    def _log_dynamics(
-        self, trainer: pl.Trainer, pl_module: pl.LightningModule, change: MaskChange, prefix: str = "pruning/"
-    ) -> None:
-        metrics = MaskTracker.change_metrics(change, prefix)
-        if prefix == "pruning/":
-            metrics.update(self.tracker.cost.metrics(self.branch_costs(pl_module), getattr(trainer, "world_size", 1)))
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=int(trainer.global_step))
-
-    def dynamics_summary(self) -> dict[str, Any]:
-        """run.json fields: oscillation at the last mask change and on average over the changes after the
-        first (the first one is measured against the dense network), cumulative FLOPs saving."""
-        return self.tracker.dynamics_summary()
-
-    # ------------------------------------------------------------------------------------------
-    # logging and summary
-    # ------------------------------------------------------------------------------------------
-    def _log(self, trainer: pl.Trainer, weights: dict[str, Tensor], target: float, measured: float) -> None:
-        per_layer = layer_sparsities(weights)
-        metrics = {"sparsity/global": measured, "sparsity/target": target}
-        metrics.update({f"sparsity/{name}": value for name, value in per_layer.items()})
-        step = int(trainer.global_step)
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=step)
-            if isinstance(logger, WandbLogger):
-                rows = [[step, name, weights[name].numel(), target, value] for name, value in per_layer.items()]
-                logger.log_table(
-                    key="pruning/layers", columns=["step", "layer", "numel", "target", "sparsity"], data=rows, step=None
-                )
-
-    def achieved_sparsity(self, pl_module: pl.LightningModule) -> float:
-        """Zeros / size over all of ``pl_module.prunable_parameters()``, measured from the weights."""
-        params = module_api.prunable_parameters(pl_module, caller=type(self).__name__)
-        return sparsity_of({name: p.detach() for name, p in params.items()})
-
-    def mask_sha256(self) -> str:
-        """SHA-256 (hex) of the masks: for each name in sorted order, the name, the shape and the
-        mask's bytes (one byte per entry, True = kept). Equal digests = identical masks."""
-        return self.tracker.sha256()
-
-    def run_summary(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, Any]:
-        """``pruning``, ``target_sparsity``, ``achieved_sparsity`` (+ options, the event table and
-        :meth:`dynamics_summary`)."""
-        return {
-            "pruning": self.schedule_name,
-            "target_sparsity": self.final_sparsity,
-            "achieved_sparsity": self.achieved_sparsity(pl_module),
-            "achieved_sparsity_targets": sparsity_of({n: p.detach() for n, p in self.prunable(pl_module).items()}),
-            "pruning_targets": self.options.targets,
-            "pruning_scope": self.options.scope,
-            "pruning_granularity": self.options.granularity,
-            "mask_sha256_per_rank": self.mask_sha256_per_rank,
-            "pruning_events": [[e["step"], e["target"], e["measured"]] for e in self.events],
-            **self.dynamics_summary(),
-        }
 
     # ------------------------------------------------------------------------------------------
     # Lightning hooks

@@ -53,6 +53,11 @@ Logged at every event, besides the online encoder's ``sparsity/*`` and ``pruning
 ``sparsity/target_encoder.<...>.weight``, and ``pruning/target_encoder/oscillation`` (+ per tensor).
 run.json adds ``synchronized``, ``density_gap``, ``target_encoder_target_sparsity``,
 ``target_encoder_achieved_sparsity`` and ``target_encoder_events``.
+
+The class is split by job: :class:`~callbacks.pruning.synccp_target.TargetEncoderMasks` (the target
+encoder's masks and the sparse ERK start) and :class:`~callbacks.pruning.synccp_scores.ScoresAndRevival`
+(EMA scores, revival's kept-aside values, the dense momentum correction) are its mixins; this
+module keeps the arguments, the pairing, the online schedule's overrides and the Lightning hooks.
 """
 
 from __future__ import annotations
@@ -62,15 +67,15 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 from lightning.pytorch.utilities import rank_zero_warn
-from torch import Tensor, nn
+from torch import Tensor
 from typing_extensions import override
 
 from callbacks.pruning import module_api
-from callbacks.pruning.agreement import agree_across_ranks
 from callbacks.pruning.cubic import CubicSchedulePruning
+from callbacks.pruning.synccp_scores import ScoresAndRevival
+from callbacks.pruning.synccp_target import TargetEncoderMasks
 from common.errors import ConfigError, check_choice, check_range
 from sparsity.dynamics import cosine_decay, mask_densities
-from sparsity.masks import erk_densities, layer_sparsities, random_masks, sparsity_of
 from sparsity.regrowth import Regrowth
 from sparsity.tracker import MaskTracker
 
@@ -80,7 +85,7 @@ INITIAL_MASKS = ("magnitude", "erk")
 TARGET_STATE_KEYS = {"masks": "target_masks", "events": "target_events"}
 
 
-class SynchronizedPruning(CubicSchedulePruning):
+class SynchronizedPruning(TargetEncoderMasks, ScoresAndRevival, CubicSchedulePruning):
     """GMP of the online encoder + the target encoder pruned in step at ``online - density_gap``.
 
     Args:
@@ -209,37 +214,6 @@ class SynchronizedPruning(CubicSchedulePruning):
         self.synchronized = True
         self._target_names = mapping
 
-    def _target_params(self, pl_module: pl.LightningModule) -> dict[str, nn.Parameter]:
-        return {target: pl_module.get_parameter(target) for target in self._target_names.values()}
-
-    # ------------------------------------------------------------------------------------------
-    # scores
-    # ------------------------------------------------------------------------------------------
-    def _dense(self, name: str, value: Tensor) -> Tensor:
-        """``value`` with the kept-aside values of its pruned entries (revival), else ``value``."""
-        shadow = self._shadow.get(name)
-        return value if shadow is None else value + shadow.to(value.device)
-
-    @torch.no_grad()
-    def _update_ema_scores(self, pl_module: pl.LightningModule) -> None:
-        params = {**self.prunable(pl_module), **(self._target_params(pl_module) if self.synchronized else {})}
-        params = {name: self._dense(name, p.detach()) for name, p in params.items()}
-        fresh = [name for name in params if name not in self._ema_scores]
-        for name in fresh:
-            self._ema_scores[name] = params[name].detach().abs().clone()
-        old = [name for name in params if name not in fresh]
-        if old:
-            scores = [self._ema_scores[name].to(params[name].device) for name in old]
-            torch._foreach_mul_(scores, self.score_momentum)
-            torch._foreach_add_(scores, [params[name].detach().abs() for name in old], alpha=1.0 - self.score_momentum)
-            for name, s in zip(old, scores):
-                self._ema_scores[name] = s
-
-    def _scores(self, weights: dict[str, Tensor]) -> dict[str, Tensor]:
-        if self.score == "magnitude":
-            return weights
-        return {name: self._ema_scores.get(name, w.abs()).to(w.device) for name, w in weights.items()}
-
     @override
     def compute_new_masks(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, weights: dict[str, Tensor], sparsity: float
@@ -271,20 +245,6 @@ class SynchronizedPruning(CubicSchedulePruning):
         if self.revival:
             self._keep_aside(self.prunable(pl_module), self.masks, previous, self._dense_online)
 
-    @torch.no_grad()
-    def _keep_aside(
-        self, params: dict[str, nn.Parameter], masks: dict[str, Tensor], previous: dict[str, Tensor], dense: dict[str, Tensor] | None
-    ) -> None:
-        """Revival bookkeeping after a mask change: revived entries get their kept-aside values back,
-        newly pruned ones are kept aside (their values before the change)."""
-        for name, p in params.items():
-            before = dense[name] if dense is not None else p.detach()
-            mask = masks[name].to(p.device)
-            was = previous.get(name)
-            revived = mask & ~was.to(p.device) if was is not None else torch.zeros_like(mask)
-            p[revived] = before[revived].to(p.dtype)
-            self._shadow[name] = torch.where(mask, torch.zeros_like(before), before).to(p.dtype)
-
     @override
     def update_masks(self, trainer: pl.Trainer, pl_module: pl.LightningModule, sparsity: float) -> None:
         if self.revival:  # the dense online view before the change
@@ -294,92 +254,10 @@ class SynchronizedPruning(CubicSchedulePruning):
         if self.synchronized:
             self.update_target_masks(trainer, pl_module, self.target_schedule(sparsity))
 
-    # ------------------------------------------------------------------------------------------
-    # target masks
-    # ------------------------------------------------------------------------------------------
-    def _bind_target(self, pl_module: pl.LightningModule) -> None:
-        if self.target_masks and self.synchronized:  # names checked; shapes were checked in setup
-            params = self._target_params(pl_module)
-            self.target.bind(params, kind="target-encoder", of="target parameters", check_shapes=False)
-        else:
-            self.target.unbind()
-
-    def target_schedule(self, online_sparsity: float) -> float:
-        """The target encoder's sparsity for an online sparsity: ``max(0, online - density_gap)``."""
-        return max(0.0, float(online_sparsity) - self.density_gap)
-
-    def update_target_masks(self, trainer: pl.Trainer, pl_module: pl.LightningModule, sparsity: float) -> None:
-        """Recompute the target encoder's masks for ``sparsity`` from its own weights; apply them."""
-        params = self._target_params(pl_module)
-        weights = {name: p.detach() for name, p in params.items()}
-        dense = {name: self._dense(name, w).clone() for name, w in weights.items()} if self.revival else None
-        previous = self.target_masks
-        new = self.options.compute(
-            self._scores(dense if dense is not None else weights), sparsity,
-            current_masks=None if self.revival else (self.target_masks or None), allow_regrowth=self.revival,
-        )  # fmt: skip
-        self.target.masks = agree_across_ranks(trainer, new)
-        self._bind_target(pl_module)
-        self.target.apply()
-        if self.revival:
-            self._keep_aside(params, self.target_masks, previous, dense)
-        measured = sparsity_of(weights)
-        step = int(trainer.global_step)
-        change = self.target.record(previous, step=step, target=float(sparsity), measured=measured)
-        metrics = {"sparsity/target_encoder": measured, "sparsity/target_encoder_scheduled": float(sparsity)}
-        metrics.update({f"sparsity/{name}": value for name, value in layer_sparsities(weights).items()})
-        for logger in trainer.loggers:
-            logger.log_metrics(metrics, step=step)
-        self._log_dynamics(trainer, pl_module, change, prefix="pruning/target_encoder/")
-
     @override
     def target_densities(self) -> dict[str, float]:
         densities = mask_densities(self.target_masks)
         return {online: densities[target] for online, target in self._target_names.items() if target in densities}
-
-    def target_achieved_sparsity(self, pl_module: pl.LightningModule) -> float:
-        """Zeros / size over the target encoder's copies of the prunable weights, measured."""
-        return sparsity_of({name: p.detach() for name, p in self._target_params(pl_module).items()})
-
-    # ------------------------------------------------------------------------------------------
-    # the sparse random start (initial_mask="erk")
-    # ------------------------------------------------------------------------------------------
-    def _erk_start_due(self, trainer: pl.Trainer) -> bool:
-        """Whether this fit starts from ERK masks: asked for, and a fresh run (no restored masks)."""
-        return self.initial_mask == "erk" and not self.masks and int(trainer.global_step) == 0
-
-    @torch.no_grad()
-    def _erk_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Random ERK masks at density 1 - initial_sparsity (online) and + density_gap (target)."""
-        params = self.prunable(pl_module)
-        shapes = {name: tuple(p.shape) for name, p in params.items()}
-        online = random_masks(params, erk_densities(shapes, 1.0 - self.initial_sparsity), seed=self.mask_seed)
-        self._dense_online = {n: p.detach().clone() for n, p in params.items()} if self.revival else None
-        self.tracker.masks = agree_across_ranks(trainer, online)
-        self._bind(pl_module)
-        self.tracker.apply()
-        self.after_mask_change(trainer, pl_module, {})
-        self._dense_online = None
-        measured = sparsity_of({n: p.detach() for n, p in params.items()})
-        change = self.tracker.record({}, step=0, target=self.initial_sparsity, measured=measured)
-        self._log(trainer, {n: p.detach() for n, p in params.items()}, self.initial_sparsity, measured)
-        self._log_dynamics(trainer, pl_module, change)
-        if self.synchronized:
-            target_density = min(1.0, 1.0 - self.initial_sparsity + self.density_gap)
-            targets = self._target_params(pl_module)
-            if target_density < 1.0:
-                t_shapes = {name: tuple(p.shape) for name, p in targets.items()}
-                masks = random_masks(targets, erk_densities(t_shapes, target_density), seed=self.mask_seed + 1)
-            else:
-                masks = {name: torch.ones_like(p, dtype=torch.bool) for name, p in targets.items()}
-            self.target.masks = agree_across_ranks(trainer, masks)
-            self._bind_target(pl_module)
-            self.target.apply()
-            if self.revival:
-                self._keep_aside(targets, self.target_masks, {}, {n: p.detach().clone() for n, p in targets.items()})
-            t_measured = sparsity_of({n: p.detach() for n, p in targets.items()})
-            self.target.record({}, step=0, target=1.0 - target_density, measured=t_measured)
-        self.tracker.last_event = self.event_key(trainer, 0)  # the start is this event: no magnitude masks on top
 
     # ------------------------------------------------------------------------------------------
     # hooks
@@ -403,23 +281,6 @@ class SynchronizedPruning(CubicSchedulePruning):
         if self.regrow_fraction > 0:
             self.regrowth.gradients = self.dense_gradients_before_event(trainer, pl_module)
         super().on_before_optimizer_step(trainer, pl_module, optimizer)  # masks the gradients
-
-    def _momentum_update_saw_zeros(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> bool:
-        """Revival with a momentum encoder, and the module's EMA of this step has run: it averaged the
-        zeroed online entries, where the authors' target averages the dense ones."""
-        return bool(self.revival and self.synchronized) and module_api.last_momentum_update_step(pl_module) == int(trainer.global_step)
-
-    @torch.no_grad()
-    def _dense_momentum_correction(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        """Revival: add ``(1 - tau) * kept-aside value`` to the target where the online mask is off."""
-        if not self._momentum_update_saw_zeros(trainer, pl_module):
-            return
-        tau = module_api.momentum_tau(pl_module)
-        params = self._target_params(pl_module)
-        for online, target in self._target_names.items():
-            shadow = self._shadow.get(online)
-            if shadow is not None:
-                params[target].add_(shadow.to(params[target].device), alpha=1.0 - tau)
 
     @override
     def on_train_batch_end(
