@@ -32,6 +32,8 @@ PURE_MODULES = [
     "lightning_modules.losses",
     "lightning_modules.backbones",
     "analysis.stats",
+    "analysis.intervals",
+    "analysis.selections",
     "analysis.pies",
     "callbacks.metrics.prediction_depth",
     "callbacks.metrics.probe_extraction",
