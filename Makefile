@@ -27,7 +27,7 @@ install-dev: $(VENV)/.installed-dev
 ## 3 epochs, gradual magnitude pruning to 50 % (~2 minutes on 2 CPU cores). ARGS="..." adds flags.
 quickstart: $(VENV)/.installed
 	WANDB_MODE=$${WANDB_MODE:-offline} $(BIN)/python cli.py fit --config configs/quickstart.yaml $(ARGS)
-	@echo "next, on CIFAR-10 (downloaded to data/ on first use; see README 'Training'):"
+	@echo "next, on CIFAR-10 (downloaded to data/ on first use; see docs/training.md):"
 	@echo "  $(BIN)/python cli.py fit --config configs/experiments/sup_gmp.yaml --pruning.init_args.final_sparsity 0.9"
 
 ## ruff over the tree and mypy over the pure modules (both configured in pyproject.toml).

@@ -3,9 +3,9 @@
 # on one H200), each step with its own time cap, in priority order:
 #   H  tests/test_cuda.py + the CUDA tests of tests/test_device_augment.py (no sync inside a step; the
 #      CUDA-graph fast path trains the eager model)
-#   S  benchmarks/speed.py --device cuda (the README's "Speed" table)
+#   S  benchmarks/speed.py --device cuda (the "Speed" table of docs/speed.md)
 #   K  runs per GPU: K = 1, 2, 4, 8 Sup runs at once on GPU 0 through `population --devices 0
-#      --runs-per-device K`, images/s per run and together (README "Populations on clusters")
+#      --runs-per-device K`, images/s per run and together (docs/populations.md "Populations on clusters")
 #   PD benchmarks/prediction_depth.py on CUDA
 # Results go to $OUT/summary.txt (logs: $OUT/logs.txt). On the device machine, from the repository root,
 # with the wheels its image lacks in .gpu/whl (../shared/gpu/fetch_wheels.sh):
