@@ -47,7 +47,10 @@ def _umap_source(run: Run, keep: np.ndarray, seed: int) -> tuple[np.ndarray, np.
     return None
 
 
-def umap_grid_png(cells: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, str]], rows: list[str], cols: list[str], *, title: str) -> bytes:
+def umap_grid_png(cells: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, str]], rows: list[str], cols: list[str], *, title: str,
+                  no_runs: frozenset[tuple[int, int]] = frozenset()) -> bytes:
+    """The grid; a cell without coordinates says why: ``no runs`` (no such population, the cells of
+    ``no_runs``) or ``no features saved`` (runs without saved representations)."""
     plt = _plt()
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.2 * len(cols), 3.2 * len(rows)), squeeze=False)
     cmap = plt.get_cmap("tab10")
@@ -57,7 +60,8 @@ def umap_grid_png(cells: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, str
             ax.set_xticks([])
             ax.set_yticks([])
             if (i, j) not in cells:
-                ax.text(0.5, 0.5, "no features saved", ha="center", va="center", fontsize=8, color="grey", transform=ax.transAxes)
+                why = "no runs" if (i, j) in no_runs else "no features saved"
+                ax.text(0.5, 0.5, why, ha="center", va="center", fontsize=8, color="grey", transform=ax.transAxes)
             else:
                 coords, labels, caption = cells[(i, j)]
                 for c in np.unique(labels):
@@ -95,10 +99,12 @@ def umap_figures(study: Study, *, samples: int = 2000, seed: int = 0) -> FigureS
         keep = np.sort(rng.choice(n, size=samples, replace=False)) if 3 <= samples < n else np.arange(n)
         cells: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, str]] = {}
         blank: list[str] = []
+        no_runs: set[tuple[int, int]] = set()
         for i, method in enumerate(methods):
             for j, (pruning, sparsity) in enumerate(cols):
                 pop: Population | None = pops.get(Setting(dataset, method, pruning, sparsity))
                 if pop is None:
+                    no_runs.add((i, j))
                     continue
                 source = None
                 for run in pop.runs:
@@ -128,7 +134,7 @@ def umap_figures(study: Study, *, samples: int = 2000, seed: int = 0) -> FigureS
                     f"from per_sample 'features' (umap-learn, {len(keep)} samples, seed {seed}) or else the UMAPPlot "
                     "callback's saved coordinates — each cell says which."
                 ),
-                png=umap_grid_png(cells, [method_name(m) for m in methods], col_names, title=f"UMAP — {dataset}"),
+                png=umap_grid_png(cells, [method_name(m) for m in methods], col_names, title=f"UMAP — {dataset}", no_runs=frozenset(no_runs)),
             )
         )
     return out

@@ -489,6 +489,23 @@ def test_umap_grid_from_representations_exported_small(population: Path, tmp_pat
     assert "no run has test representations saved" not in (out / "report.md").read_text()
 
 
+def test_umap_grid_says_why_a_cell_is_blank(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cell with no population says "no runs"; a population without saved representations "no
+    features saved" (the two read alike before, so a study missing a schedule looked unexported)."""
+    import matplotlib.axes
+
+    from analysis.umap_grid import umap_grid_png
+
+    written: list[str] = []
+    original = matplotlib.axes.Axes.text
+    monkeypatch.setattr(matplotlib.axes.Axes, "text", lambda self, x, y, s, *a, **k: (written.append(s), original(self, x, y, s, *a, **k))[1])
+    coords = np.random.default_rng(0).random((20, 2))
+    png = umap_grid_png({(0, 0): (coords, np.arange(20) % 10, "seed 0")}, ["Sup", "SCL"], ["dense", "GMP 90%"], title="t",
+                        no_runs=frozenset({(1, 1)}))  # fmt: skip
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert sorted(written) == ["no features saved", "no features saved", "no runs"]
+
+
 def _relabel(folder: Path, sparsity: float | None) -> None:
     """A copied run as a CIFAR-10 run (at ``sparsity`` when pruned)."""
     path = folder / "run.json"
