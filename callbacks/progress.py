@@ -7,7 +7,7 @@ this one. The training modules therefore log their step losses with ``prog_bar=F
 :class:`SyncFreeProgressBar` shows them anyway: it moves the bar at every batch as before, and every
 ``trainer.log_every_n_steps`` optimiser steps (when the loggers read them too) and at the ends of
 epochs it reads the logged ``train/..._step`` values and the epoch values; in between it shows the
-last values read. ``cli.py`` uses it unless the config names a progress bar of its own or
+last values read. ``training/lightning_cli.py`` uses it unless the config names a progress bar of its own or
 ``trainer.enable_progress_bar`` is false.
 """
 

@@ -1,7 +1,7 @@
 """Fault tolerance: periodic atomic checkpoints, RNG state in checkpoints, a CSV log that survives resumes.
 
 A run of the paper is 205–600 epochs on shared, preemptible machines; one that dies must cost
-minutes. What ``cli.py`` attaches to every ``fit``:
+minutes. What ``training/lightning_cli.py`` attaches to every ``fit``:
 
 * :class:`ResumeCheckpoint` writes ``<run>/checkpoints/last.ckpt`` at the end of every training
   epoch, after every ``every_minutes`` of training inside an epoch, and when the run is stopped by

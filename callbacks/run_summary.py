@@ -1,6 +1,6 @@
 """The run folder and its ``run.json`` summary, with a status that says whether the run is complete.
 
-Every run owns one folder, ``trainer.default_root_dir`` (``cli.py`` makes it unique per run):
+Every run owns one folder, ``trainer.default_root_dir`` (``training/lightning_cli.py`` makes it unique per run):
 resolved config, checkpoints, CSV and W&B offline logs, ``per_sample/`` files and ``run.json``.
 
 ``run.json`` is assembled by :class:`RunSummary` from
@@ -92,7 +92,7 @@ class RunSummary(pl.Callback):
     """Write ``<run_dir>/run.json`` at the start and end of training, after ``test`` and on errors.
 
     Args:
-        extra: fixed entries written at the start (``cli.py`` passes ``wandb_run_id``,
+        extra: fixed entries written at the start (``training/lightning_cli.py`` passes ``wandb_run_id``,
             ``parent_run``, the resolved run options).
     """
 
@@ -195,7 +195,7 @@ class RunSummary(pl.Callback):
 
     # -- the verdict -----------------------------------------------------------------------------
     def finish(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *, tested: bool) -> str:
-        """Decide and write the final status of a ``fit`` (called by ``cli.py`` after the test stage)."""
+        """Decide and write the final status of a ``fit`` (called by ``training/lightning_cli.py`` after the test stage)."""
         reasons: list[str] = []
         if trainer.interrupted:
             reasons.append("training was interrupted")

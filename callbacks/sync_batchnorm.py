@@ -1,7 +1,7 @@
 """``trainer.sync_batchnorm: true`` on every backend: the Lightning plugin around
 :mod:`common.sync_batchnorm` (BatchNorm statistics over the global batch, gloo/CPU included).
 
-``torch.nn.SyncBatchNorm`` works on GPUs only; ``cli.py`` turns Lightning's own flag off and adds
+``torch.nn.SyncBatchNorm`` works on GPUs only; ``training/lightning_cli.py`` turns Lightning's own flag off and adds
 this plugin instead, which Lightning applies when training starts on more than one process.
 """
 

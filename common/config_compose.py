@@ -17,7 +17,7 @@ what ``--data`` takes) under that key, inlined, so the run's config records no f
 
 jsonargparse has no include key that merges (its ``config:`` key in a file replaces whole top-level
 blocks after it), hence this small expansion of the command line before LightningCLI parses it;
-``cli.py`` removes the inserted files from the parsed ``config`` list again, so the resolved config,
+``training/lightning_cli.py`` removes the inserted files from the parsed ``config`` list again, so the resolved config,
 ``config.yaml`` in the run folder, the W&B config and the ``--run.resume auto`` hash are exactly
 those of the same config written out in full. A missing, cyclic or malformed ``compose`` is a
 one-line :class:`ConfigError`.

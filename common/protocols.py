@@ -126,7 +126,7 @@ class ChecksFitConfig(Protocol):
 @runtime_checkable
 class ChecksFit(Protocol):
     """A callback that can tell, once the Trainer exists and before anything is written, whether it
-    can run this fit (``cli.py`` calls it; it raises a one-line ``ConfigError``)."""
+    can run this fit (``training/lightning_cli.py`` calls it; it raises a one-line ``ConfigError``)."""
 
     def check_fit(self, trainer: Any, pl_module: Any) -> None: ...
 

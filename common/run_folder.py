@@ -8,7 +8,7 @@ training stack (tests/test_imports.py checks every ``common.*`` module).
 
 Layout of ``<run_dir>``::
 
-    config.yaml                 resolved config (cli.py's SaveConfigCallback)
+    config.yaml                 resolved config (training/options.py's WandbConfigCallback)
     run.json                    the summary: :class:`RunJson` (callbacks/run_summary.py)
     checkpoints/last.ckpt       resumable state, with checkpoints/last.json (callbacks/resume.py)
     csv/metrics.csv             the CSV logger
@@ -59,7 +59,7 @@ class RunJson(TypedDict, total=False):
     """The keys of ``run.json`` that other code reads (writers may add more; all are optional).
 
     Written by callbacks/run_summary.py from the LightningModule, the datamodule, every callback
-    with a ``run_summary`` and cli.py's extras; ``status`` is always the last key of the file.
+    with a ``run_summary`` and training/lightning_cli.py's extras; ``status`` is always the last key of the file.
     """
 
     # what was trained (LightningModule, datamodule)

@@ -8,7 +8,7 @@ the per-channel sums, sums of squares and counts (in float64), so any backend wo
 check it with CPU processes. :func:`to_global_batchnorm` swaps every BatchNorm of a model for it and
 :func:`from_global_batchnorm` swaps them back; the Lightning ``LayerSync`` plugin that calls them when
 training starts on more than one process is :class:`callbacks.sync_batchnorm.GlobalBatchNormSync`
-(``cli.py`` uses it for ``trainer.sync_batchnorm: true``). This module imports no Lightning.
+(``training/lightning_cli.py`` uses it for ``trainer.sync_batchnorm: true``). This module imports no Lightning.
 
 Single process, or eval mode: exactly ``F.batch_norm`` (the module is a plain BatchNorm then).
 Running statistics are updated like ``nn.BatchNorm`` on the global batch: ``running_var`` with the

@@ -4,7 +4,7 @@ Lightning accepts some values it cannot run (``check_val_every_n_epoch: 0`` ends
 ZeroDivisionError after the run folder exists) or silently misuses (``gradient_clip_val: -1`` clips
 with a negative coefficient: every gradient's sign flipped). :func:`check_trainer_values` rejects
 every such value of the parsed ``trainer`` section with one :class:`~common.errors.ConfigError` line
-naming the flag and what is allowed; ``cli.py`` calls it first, so nothing is written for bad input.
+naming the flag and what is allowed; ``training/lightning_cli.py`` calls it first, so nothing is written for bad input.
 Values Lightning itself gives meaning to stay allowed (``max_steps: -1`` = no limit,
 ``num_sanity_val_steps: -1`` = the whole validation set, ``limit_val_batches: 0`` = no validation);
 what Lightning itself rejects with a clear line before training (``devices``, ``num_nodes``,

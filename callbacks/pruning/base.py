@@ -158,15 +158,15 @@ class PruningCallback(PrunableParameters, PruningReports, pl.Callback):
 
     def configure_model(self, pl_module: pl.LightningModule) -> None:
         """Hand the module what this schedule needs from it before any check runs (One-Shot: its
-        fine-tune phase). ``cli.py`` calls it before the Trainer's run; ``setup("fit")`` again."""
+        fine-tune phase). ``training/lightning_cli.py`` calls it before the Trainer's run; ``setup("fit")`` again."""
 
     def check_max_epochs(self, max_epochs: int | None) -> None:
         """Raise :class:`ConfigError` when ``trainer.max_epochs`` cannot hold this schedule (One-Shot:
-        its fine-tune epochs). Only checks; ``cli.py`` calls it before :meth:`configure_model`."""
+        its fine-tune epochs). Only checks; ``training/lightning_cli.py`` calls it before :meth:`configure_model`."""
 
     def check_plan(self, plan: TrainingPlan, pl_module: pl.LightningModule) -> None:
         """Raise :class:`ConfigError` when this schedule cannot finish within ``plan`` (the run's
-        optimiser steps per phase). ``cli.py`` calls it before any training; ``on_train_start`` again."""
+        optimiser steps per phase). ``training/lightning_cli.py`` calls it before any training; ``on_train_start`` again."""
 
     def unfinished_reason(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> str | None:
         """Why this run's pruning did not run to its end (``None``: it did); a run with a reason is

@@ -214,7 +214,7 @@ class OneShotPruning(PruningCallback):
 
     def check_fit_config(self, max_epochs: int | None, pl_module: pl.LightningModule) -> None:
         """:meth:`check_max_epochs`, then the module's own ``check_fit_config``. Only checks: the
-        module must have been configured first (:meth:`configure_model`; ``setup`` and ``cli.py`` do
+        module must have been configured first (:meth:`configure_model`; ``setup`` and ``training/lightning_cli.py`` do
         that), as the module's check needs its fine-tune phase."""
         self.check_max_epochs(max_epochs)
         module_api.check_fit_config(pl_module, max_epochs)

@@ -53,7 +53,7 @@ class PrunableParameters:
 
     def check_model(self, pl_module: pl.LightningModule) -> None:
         """Raise :class:`ConfigError` when this callback cannot prune ``pl_module`` (e.g. N:M with an
-        ``m`` that does not divide a layer's input channels). ``cli.py`` calls it before the Trainer
+        ``m`` that does not divide a layer's input channels). ``training/lightning_cli.py`` calls it before the Trainer
         exists, so the error is the run's only output; ``setup("fit")`` calls it again."""
         params = self.prunable(pl_module)
         if self.options.granularity != "nm":
