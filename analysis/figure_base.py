@@ -1,7 +1,7 @@
 """What a figure is (:class:`Figure`, :class:`FigureSet`) and how one becomes PNG bytes (matplotlib, Agg).
 
-Shared by :mod:`analysis.cell_figures` and :mod:`analysis.umap_grid`; re-exported by :mod:`analysis.figures`
-(where :mod:`analysis.paper_figures` imports them from).
+Shared by :mod:`analysis.cell_figures`, :mod:`analysis.umap_grid` and :mod:`analysis.paper_figures`;
+:mod:`analysis.figures` re-exports :class:`Figure` and :class:`FigureSet`.
 """
 
 from __future__ import annotations

@@ -39,8 +39,6 @@ from analysis.cell_figures import (
     scatter_png,
 )
 from analysis.figure_base import Figure, FigureSet
-from analysis.figure_base import _plt as _plt  # analysis.paper_figures imports them from here
-from analysis.figure_base import _png as _png
 from analysis.pies import SettingPies
 from analysis.runs import Setting, Study
 from analysis.umap_grid import REPRESENTATIONS_FILE, UMAP_FILE, umap_figures, umap_grid_png

@@ -31,31 +31,13 @@ the verdict): the relative Q-Score change of SCL and of Sup (e.g. the paper's SC
 
 The claims and the verdict rules live in ``analysis.findings_claims``, F1/F2 (accuracy and PIE counts) in
 ``analysis.findings_pies``, F3/F4 (Q-Score and prediction depth) in ``analysis.findings_scores``; this
-module gathers them (:func:`all_findings`) and offers every name from one place.
+module gathers them (:func:`all_findings`) and exports the public names (``__all__``).
 """
 
 from __future__ import annotations
 
-from analysis.findings_claims import CONTRADICTED as CONTRADICTED
 from analysis.findings_claims import HIGH_SPARSITY, NOT_REPRODUCED, REPRODUCED, Claim, Finding, paper_verdict
-from analysis.findings_claims import LATER as LATER
-from analysis.findings_claims import SCL as SCL
-from analysis.findings_claims import SUP as SUP
-from analysis.findings_claims import SUPPORTED as SUPPORTED
-from analysis.findings_claims import UNRESOLVED as UNRESOLVED
-from analysis.findings_claims import _common_sparsities as _common_sparsities
-from analysis.findings_claims import _floor_text as _floor_text
-from analysis.findings_claims import _majority as _majority
-from analysis.findings_claims import _pct as _pct
-from analysis.findings_claims import _pie_claim as _pie_claim
-from analysis.findings_claims import _schedules as _schedules
-from analysis.findings_claims import _sign_verdict as _sign_verdict
-from analysis.findings_claims import _sizes as _sizes
-from analysis.findings_pies import _neg as _neg
 from analysis.findings_pies import f1, f2
-from analysis.findings_scores import _pd_mean as _pd_mean
-from analysis.findings_scores import _q_change as _q_change
-from analysis.findings_scores import _QChange as _QChange
 from analysis.findings_scores import f3, f4
 from analysis.pies import SettingPies
 from analysis.runs import Setting, Study

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from analysis.figures import Figure, FigureSet, _plt, _png
+from analysis.figure_base import Figure, FigureSet, _plt, _png
 from analysis.pies import SettingPies, per_class_counts
 from analysis.runs import Setting, Study
 from common.run_folder import method_name, pruning_name

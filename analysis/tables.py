@@ -26,7 +26,7 @@ methods" has one definition, :func:`analysis.pies.same_cell_groups`.
 The builders live by table family in ``analysis.tables_table1`` (Table 1), ``analysis.tables_uncertainty``
 (``pies_uncertainty``, ``oneshot_pairs``), ``analysis.tables_scores`` (Tables 4/5 and 6), ``analysis.tables_pies``
 (``pies_shared``, ``pies_per_class``) and ``analysis.tables_populations``, the renderer and the record helpers in
-``analysis.tables_render``; this module gathers them (:func:`all_tables`) and offers every name from one place.
+``analysis.tables_render``; this module gathers them (:func:`all_tables`) and exports the public builders (``__all__``).
 """
 
 from __future__ import annotations
@@ -38,28 +38,8 @@ from analysis.pies import SettingPies, SharedPies
 from analysis.runs import Setting, Study
 from analysis.tables_pies import pies_per_class, pies_shared
 from analysis.tables_populations import populations
-from analysis.tables_render import DASH as DASH
-from analysis.tables_render import Record as Record
 from analysis.tables_render import Section, Table, fmt, model_mean_std, sample_mean_std
-from analysis.tables_render import _csv_value as _csv_value
-from analysis.tables_render import _key as _key
-from analysis.tables_render import _no_paper as _no_paper
-from analysis.tables_render import _render as _render
-from analysis.tables_render import _seeds_text as _seeds_text
-from analysis.tables_render import _setting_key as _setting_key
-from analysis.tables_render import _with_floor as _with_floor
-from analysis.tables_render import schedule_label as schedule_label
-from analysis.tables_scores import PD_WHICH as PD_WHICH
-from analysis.tables_scores import Q_ARRAYS as Q_ARRAYS
-from analysis.tables_scores import _diff_record as _diff_record
-from analysis.tables_scores import _diff_text as _diff_text
-from analysis.tables_scores import _minus_paper as _minus_paper
-from analysis.tables_scores import _pd_minus_paper as _pd_minus_paper
 from analysis.tables_scores import table4_5, table6
-from analysis.tables_table1 import _columns as _columns
-from analysis.tables_table1 import _floor_cell as _floor_cell
-from analysis.tables_table1 import _pie_cell as _pie_cell
-from analysis.tables_table1 import _table1_cells as _table1_cells
 from analysis.tables_table1 import table1
 from analysis.tables_uncertainty import oneshot_pairs, pies_uncertainty
 from analysis.uncertainty import StudyStats

@@ -43,12 +43,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from callbacks.metrics.per_sample import read_npz  # noqa: E402
-from callbacks.metrics.prediction_depth import (  # noqa: E402
-    PredictionDepth,
-    knn_predict,
-    knn_predict_float64,
-    prediction_depth,
-)
+from callbacks.metrics.prediction_depth import knn_predict, knn_predict_float64, prediction_depth  # noqa: E402
+from callbacks.metrics.prediction_depth_callback import PredictionDepth  # noqa: E402
 from datamodules.synthetic import SyntheticDataModule  # noqa: E402
 from lightning_modules import SupervisedClassifier  # noqa: E402
 

@@ -43,7 +43,6 @@ from common.data_spec import AUGMENTATIONS, TrainDataSpec
 from common.errors import ConfigError, check_choice, check_range
 from common.protocols import PlannedModule
 from datamodules.datasets import DEVICE_SPLIT, IndexedImageDataset, IndexedLabels, as_batch, sample_seed
-from datamodules.datasets import uint8_hwc_to_chw as uint8_hwc_to_chw  # re-exported: datamodules.cifar imports it from here
 from datamodules.loading import ResumableLoader, ResumableSampler, default_num_workers, ignore_stop_signals, run_seed
 from datamodules.transforms import MultiView, build_transform
 

@@ -11,7 +11,8 @@ from torchvision import datasets
 from typing_extensions import override
 
 from common.errors import ConfigError
-from datamodules.base import ImageDataModule, uint8_hwc_to_chw
+from datamodules.base import ImageDataModule
+from datamodules.datasets import uint8_hwc_to_chw
 from datamodules.fashion_mnist import first_line
 
 

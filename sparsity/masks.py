@@ -27,12 +27,8 @@ import torch
 from torch import Tensor
 
 from common.errors import ConfigError, check_choice, check_range
-from sparsity.erk import erk_densities as erk_densities
-from sparsity.erk import random_masks as random_masks
 from sparsity.selection import Masks, _check_same_keys, _finish, _keep_all_but_smallest, _scores
-from sparsity.selection import _score_dtype as _score_dtype
 from sparsity.structured import NORMS, channel_masks, nm_masks
-from sparsity.structured import nm_indivisible as nm_indivisible
 
 SCOPES = ("global", "layerwise")
 GRANULARITIES = ("unstructured", "nm", "channel")

@@ -25,7 +25,9 @@ from sklearn.neighbors import KNeighborsClassifier
 
 import callbacks.metrics.prediction_depth  # noqa: F401  (the module; the package re-exports a function of that name)
 from callbacks.metrics.per_sample import read_npz
-from callbacks.metrics.prediction_depth import PredictionDepth, StageProgress, knn_predict, knn_predict_float64
+from callbacks.metrics.prediction_depth import knn_predict, knn_predict_float64
+from callbacks.metrics.prediction_depth_callback import PredictionDepth
+from callbacks.metrics.stage_progress import StageProgress
 from datamodules.synthetic import SyntheticDataModule
 from lightning_modules import SupervisedClassifier
 from lightning_modules.backbones import ResNet18, WideResNet

@@ -19,7 +19,7 @@ from callbacks.pruning import SynchronizedPruning
 from datamodules import SyntheticDataModule
 from lightning_modules import BYOLModel
 from sparsity.dynamics import cosine_decay
-from sparsity.masks import erk_densities
+from sparsity.erk import erk_densities
 
 RECIPE = dict(final_sparsity=0.8, initial_sparsity=0.3, initial_mask="erk", density_gap=0.3, begin_step=4, end_step=12,
               frequency=2, score="ema", score_momentum=0.99, revival=True, regrow_fraction=0.5)  # fmt: skip

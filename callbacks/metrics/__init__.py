@@ -35,7 +35,7 @@ _EXPORTS = {
     "per_class_accuracy": _CONFUSION,
     "QScore": _Q,
     "q_score": _Q,
-    "PredictionDepth": _DEPTH,
+    "PredictionDepth": "callbacks.metrics.prediction_depth_callback",
     "knn_predict": _DEPTH,
     "prediction_depth": _DEPTH,
     "UMAPPlot": "callbacks.metrics.umap",

@@ -3,7 +3,7 @@
 Several metric callbacks contribute columns to one file per stage, ``<run_dir>/per_sample/<stage>.npz``
 (``test.npz``, ``val_epoch<k>.npz``): :class:`~callbacks.metrics.predictions.PerSamplePredictions`
 writes ``index``, ``label``, ``pred`` (``logits``), :class:`~callbacks.metrics.q_score.QScore` adds
-``q_score``, ``z_score``, ``l1_norm``, :class:`~callbacks.metrics.prediction_depth.PredictionDepth`
+``q_score``, ``z_score``, ``l1_norm``, :class:`~callbacks.metrics.prediction_depth_callback.PredictionDepth`
 adds ``pd_score``, and so on. Every array has one row per sample, rows sorted by ``index``.
 
 Its jobs are split over five modules; this one holds the paths, the write on rank 0, the check of a step's

@@ -30,11 +30,10 @@ fast because a float32 GEMM shortlists the candidates, which are then re-ranked 
 training images at test end, then one k-NN per probe and ``pd_score`` into
 ``per_sample/test.npz``, with progress shown on rank 0.
 
-This module is the maths and imports no Lightning. :func:`extract_probes` (plain torch) lives in
-:mod:`callbacks.metrics.probe_extraction`, :class:`PredictionDepth` in
-:mod:`callbacks.metrics.prediction_depth_callback` and :class:`StageProgress` in
-:mod:`callbacks.metrics.stage_progress`; all three stay importable from here (the two Lightning
-classes are imported on first use, :func:`common.lazy.lazy_exports`).
+This module is the maths and imports no Lightning. :func:`extract_probes` (plain torch) lives in :mod:`callbacks.metrics.probe_extraction`, the callback
+(``callbacks.metrics.PredictionDepth``) in :mod:`callbacks.metrics.prediction_depth_callback` and
+its progress display :class:`~callbacks.metrics.stage_progress.StageProgress` in
+:mod:`callbacks.metrics.stage_progress`.
 """
 
 from __future__ import annotations
@@ -45,9 +44,6 @@ from collections.abc import Iterator
 
 import torch
 from torch import Tensor
-
-from callbacks.metrics.probe_extraction import extract_probes as extract_probes
-from common.lazy import lazy_exports
 
 REFERENCES = ("label", "prediction")
 TRAIN_AUGMENTATIONS = ("supervised", "none")
@@ -322,20 +318,10 @@ def prediction_depth(knn_predictions: Tensor, reference: Tensor) -> Tensor:
     return torch.where(differs, position, torch.zeros_like(position)).amax(dim=0).clamp(min=1).long()
 
 
-# -- the Lightning side, imported on first use ------------------------------------------------
-_EXPORTS = {
-    "PredictionDepth": "callbacks.metrics.prediction_depth_callback",
-    "StageProgress": "callbacks.metrics.stage_progress",
-}
-__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
-
 __all__ = [
     "knn_predict",
     "knn_predict_float64",
     "prediction_depth",
-    "extract_probes",
-    "PredictionDepth",  # noqa: F822  (lazy: _EXPORTS)
-    "StageProgress",  # noqa: F822  (lazy: _EXPORTS)
     "REFERENCES",
     "TRAIN_AUGMENTATIONS",
 ]

@@ -1,7 +1,7 @@
 """The :class:`PredictionDepth` callback: prediction depth of every test sample (Baldock et al. 2021).
 
 The definition, the depth convention and the exact k-NN are in :mod:`callbacks.metrics.prediction_depth`
-(pure maths, no Lightning), which also re-exports :class:`PredictionDepth`.
+(pure maths, no Lightning); the package exports this class as ``callbacks.metrics.PredictionDepth``.
 
 :class:`PredictionDepth` is the thin callback: the test probes come from ``test_step`` itself
 (``outputs["probes"]``, one forward pass), the training bank from one forward pass over the

@@ -1,7 +1,7 @@
 """One inference-mode forward pass over a loader's batches: the pooled probes (:func:`extract_probes`).
 
 Plain torch, no Lightning; used by :class:`~callbacks.metrics.prediction_depth_callback.PredictionDepth`
-for its training bank and re-exported by :mod:`callbacks.metrics.prediction_depth`.
+for its training bank.
 """
 
 from __future__ import annotations

@@ -1,7 +1,6 @@
 """Progress of one long stage on global rank 0 (:class:`StageProgress`), for the metric callbacks.
 
-Used by :class:`~callbacks.metrics.prediction_depth_callback.PredictionDepth` and re-exported by
-:mod:`callbacks.metrics.prediction_depth`.
+Used by :class:`~callbacks.metrics.prediction_depth_callback.PredictionDepth`.
 """
 
 from __future__ import annotations

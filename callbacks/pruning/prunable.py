@@ -14,7 +14,7 @@ from torch import nn
 
 from callbacks.pruning import module_api
 from common.errors import ConfigError
-from sparsity.masks import nm_indivisible
+from sparsity.structured import nm_indivisible
 
 
 class PrunableParameters:

@@ -14,7 +14,8 @@ import torch
 from torch import nn
 
 from callbacks.pruning.agreement import agree_across_ranks
-from sparsity.masks import erk_densities, layer_sparsities, random_masks, sparsity_of
+from sparsity.erk import erk_densities, random_masks
+from sparsity.masks import layer_sparsities, sparsity_of
 
 
 class TargetEncoderMasks:
