@@ -50,6 +50,11 @@ def worker(rank: int, port: int, out: str) -> None:
     dist.all_gather(losses, loss.detach().reshape(1))
     grads = {n: p.grad.tolist() for n, p in model.module.named_parameters()}
     Path(f"{out}.rank{rank}").write_text(json.dumps({"loss": float(torch.cat(losses).mean()), "grads": grads}))
+    # Tear down together: a rank that closes its gloo pairs while the other still uses them aborts
+    # the other one ("terminate called without an active exception", seen under load). Drop DDP's
+    # reducer first, then wait for both ranks before destroying the group.
+    del model, loss
+    dist.barrier()
     dist.destroy_process_group()
 
 
