@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import copy
+import math
 import time
 
 import numpy as np
@@ -216,6 +217,62 @@ def test_colour_ops_equal_torchvision_per_sample(name, tv_fn):
     # uint8 kernels reproduced: at most one level (a float32 rounding that lands on the other side
     # of an integer) in at most 0.1% of the values
     assert worst <= 1 and frac <= 1e-3
+
+
+def test_hue_equals_kornias_adjust_hue_bit_for_bit():
+    """Our hue kernel is kornia's ``adjust_hue`` arithmetic with fewer selections: the same float32
+    bits on integer images (what the pipeline feeds it), on continuous values, on black, white, grey,
+    primary and tied pixels, for shifts up to half a turn either way."""
+    kornia = pytest.importorskip("kornia")
+    g = torch.Generator().manual_seed(14)
+    x = _images(128, seed=15).float()
+    x[0, :, :4, :4] = 0
+    x[0, :, 4:8, :4] = 255
+    x[0, :, 8:12, :4] = 128  # grey
+    x[0, :, 12:16, :4] = torch.tensor([255.0, 0.0, 0.0]).view(3, 1, 1)
+    x[0, :, 16:20, :4] = torch.tensor([200.0, 200.0, 10.0]).view(3, 1, 1)  # r = g > b: ties
+    x[0, :, 20:24, :4] = torch.tensor([3.0, 77.0, 77.0]).view(3, 1, 1)
+    cont = torch.rand(64, 3, 16, 16, generator=g) * 255
+    for images in (x, cont):
+        for turns in (torch.rand(len(images), generator=g) * 0.2 - 0.1, torch.rand(len(images), generator=g) - 0.5):
+            ours = D.adjust_hue(images, turns)
+            theirs = kornia.enhance.adjust_hue(images.mul(1.0 / 255), turns * (2 * math.pi))
+            assert torch.equal(ours, theirs.clamp_(0.0, 1.0).mul_(255.999).floor_())
+
+
+def test_jitter_plan_equals_each_sample_through_its_own_four_ops():
+    """The batched ColorJitter (six blend slots around one hue step, identities where a sample has
+    no op) gives bit for bit what each sample's four ops, one after another in its own order, give."""
+    x = _images(300, seed=16).float()
+    p = {k: v.numpy() for k, v in sample_params("contrastive", len(x), seed=17).items()}
+    plan = D._jitter_plan(p)
+    ours = D._jitter(x.clone(), plan, torch.from_numpy(plan["floats"]), torch.from_numpy(plan["flags"]))
+    ref = []
+    for i in range(len(x)):
+        img = x[i : i + 1]
+        if p["jitter"][i]:
+            for op in p["order"][i].tolist():
+                name, fn = D._JITTER_OPS[op]
+                img = fn(img.clone(), torch.from_numpy(p[name][i : i + 1]))
+        ref.append(img)
+    assert p["jitter"].sum() not in (0, len(x)) and torch.equal(ours, torch.cat(ref))
+    # no sample jittered: the image comes back as it went in, and no slot runs
+    off = {**p, "jitter": np.zeros(len(x), dtype=bool)}
+    plan = D._jitter_plan(off)
+    assert not plan["used"].any() and not plan["hue"]
+    assert torch.equal(D._jitter(x.clone(), plan, torch.from_numpy(plan["floats"]), torch.from_numpy(plan["flags"])), x)
+
+
+def test_resize_tables_and_weights_built_per_batch_agree(monkeypatch):
+    """The per-side tables of resize matrices (flipped rows for hflip) give the same pixels as the
+    matrices built for each batch (the path for images too large for a table)."""
+    for hw in ((32, 32), (40, 56)):
+        x = _images(48, *hw, seed=18)
+        tabled = DeviceAugment("contrastive", mean=MEAN, std=STD).views(x, seeds=[1, 2])
+        monkeypatch.setattr(DeviceAugment, "TABLE_BYTES", 0)
+        built = DeviceAugment("contrastive", mean=MEAN, std=STD).views(x, seeds=[1, 2])
+        monkeypatch.undo()
+        assert all(torch.equal(a, b) for a, b in zip(tabled, built))
 
 
 def test_grayscale_equals_torchvision():
