@@ -171,8 +171,8 @@ def _contrastive_params(batch: int, g: torch.Generator, *, height: int, width: i
 
 
 def _supervised_params(batch: int, g: torch.Generator, *, size: int, height: int, width: int, vflip: bool) -> dict[str, np.ndarray]:
-    """RandomCrop(padding 4) + flips, as NumPy arrays: the generator's draws (torch), then the same
-    arithmetic as :func:`_uniform_int` and ``U < p`` on the host, where it dispatches no tensor operation."""
+    """RandomCrop(padding 4) + flips, as NumPy arrays: the generator's draws (torch), then
+    :func:`_uniform_int` and ``U < p`` on the host, where they dispatch no tensor operation."""
     ph, pw = height + 2 * CROP_PADDING, width + 2 * CROP_PADDING
     if ph < size or pw < size:
         raise ValueError(f"size={size} is larger than the padded image ({ph}x{pw})")
@@ -181,8 +181,8 @@ def _supervised_params(batch: int, g: torch.Generator, *, size: int, height: int
     hflip = torch.rand(batch, generator=g).numpy() < FLIP_P
     vflips = torch.rand(batch, generator=g).numpy() < FLIP_P
     return {
-        "top": np.minimum(np.floor(u_top * (ph - size + 1)).astype(np.int64), ph - size),
-        "left": np.minimum(np.floor(u_left * (pw - size + 1)).astype(np.int64), pw - size),
+        "top": _uniform_int(u_top, ph - size + 1),
+        "left": _uniform_int(u_left, pw - size + 1),
         "hflip": hflip,
         "vflip": vflips & vflip,
     }
@@ -364,7 +364,7 @@ class DeviceAugment(torch.nn.Module):
         self.vflip = bool(vflip)
         self.register_buffer("mean", torch.tensor([float(m) for m in mean]).view(3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor([float(s) for s in std]).view(3, 1, 1), persistent=False)
-        self._tables: dict[tuple[int, str], tuple[Tensor, np.ndarray]] = {}  # resize matrices per (side, device)
+        self._tables: dict[tuple[int, str], tuple[Tensor, np.ndarray] | None] = {}  # resize matrices per (side, device)
 
     def extra_repr(self) -> str:
         return f"kind={self.kind!r}, size={self.size}, vflip={self.vflip}"
@@ -430,6 +430,7 @@ class DeviceAugment(torch.nn.Module):
             valid = start + length <= in_size
             start, length = start[valid], length[valid]
             if 2 * len(start) * self.size * in_size * 4 > self.TABLE_BYTES:
+                self._tables[key] = None  # remembered: not worked out again every batch
                 return None
             row = np.full((in_size, in_size + 1), -1, dtype=np.int64)
             row[start, length] = np.arange(len(start))
@@ -502,7 +503,6 @@ def _jitter_plan(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     ``hue`` (whether any sample is jittered).
     """
     jitter, order = p["jitter"].astype(bool), p["order"].astype(np.int64)
-    n = len(jitter)
     hue_at = np.argmax(order == HUE, axis=1)[:, None]  # [B, 1]
     j = np.arange(3)[None, :]
     pre = np.where((j < hue_at) & jitter[:, None], order[:, :3], -1)
@@ -519,9 +519,9 @@ def _jitter_plan(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {
         "floats": np.ascontiguousarray(floats),
         "flags": np.ascontiguousarray(flags),
-        "used": (slots >= 0).any(axis=0) if n else np.zeros(6, dtype=bool),
-        "contrast": contrast.any(axis=0) if n else np.zeros(6, dtype=bool),
-        "saturation": saturation.any(axis=0) if n else np.zeros(6, dtype=bool),
+        "used": (slots >= 0).any(axis=0),
+        "contrast": contrast.any(axis=0),
+        "saturation": saturation.any(axis=0),
         "hue": bool(jitter.any()),
     }
 
