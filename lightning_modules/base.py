@@ -32,13 +32,16 @@ from typing import Any
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities.data import extract_batch_size
 from torch import Tensor, nn
+from torchmetrics import Metric
 from typing_extensions import override
 
 from common.data_spec import TrainDataSpec
 from common.distributed import gather_unique_rows
 from common.errors import ConfigError, check_choice, check_range
 from common.protocols import PlannedData
+from lightning_modules.accuracy import EpochMean
 from lightning_modules.backbones import build_backbone
 from lightning_modules.plan import TrainingPlan, limited_batches, optimizer_steps
 
@@ -86,6 +89,10 @@ class RepresentationModule(pl.LightningModule):
         self._eval_rows: dict[str, list[dict[str, Tensor]]] = {"val": [], "test": []}
         self._plan: TrainingPlan | None = None
         self._epoch_started: float | None = None
+        # log_train / log_train_metric: this step's values, the epoch's means and metrics (not submodules)
+        self._step_logs: dict[str, tuple[Any, bool]] = {}
+        self._epoch_means: dict[str, EpochMean] = {}
+        self._epoch_logs: dict[str, tuple[Metric, bool, str | None]] = {}
         self._epoch_trained: float | None = None
         #: set by PredictionDepth during test: _eval_step then also returns the pooled "probes"
         self.collect_probes = False
@@ -320,6 +327,47 @@ class RepresentationModule(pl.LightningModule):
         for module in self.frozen_modules():
             module.eval()
 
+    # -- logging from a training step ------------------------------------------------------------
+    # Lightning's self.log costs ~0.5 ms of host time a call whatever the value (it walks its result
+    # object's attributes to move them to the value's device), and a training step made 2-3 calls: on a
+    # GPU, more than a small model's step. log_train and log_train_metric record the same things —
+    # "<name>_step" at every step the loggers write (every log_every_n_steps, and at a stop),
+    # "<name>_epoch" the epoch's batch-size-weighted mean synced over ranks, a Metric's epoch value —
+    # with two device operations a step, calling self.log only when Lightning writes to the loggers.
+    def log_train(self, name: str, value: Any, batch: Any, *, on_step: bool = True, on_epoch: bool = True, sync_dist: bool = True) -> None:
+        """From ``training_step``: what ``self.log(name, value, on_step=..., on_epoch=..., sync_dist=...)``
+        records (names ``<name>_step`` / ``<name>_epoch`` when both, else ``name``)."""
+        if on_step:
+            self._step_logs[f"{name}_step" if on_epoch else name] = (value.detach() if isinstance(value, Tensor) else value, sync_dist)
+        if on_epoch:
+            epoch_name = f"{name}_epoch" if on_step else name
+            mean = self._epoch_means.get(epoch_name)
+            if mean is None:
+                mean = self._epoch_means[epoch_name] = EpochMean().to(value.device)
+            mean.update(value.detach(), extract_batch_size(batch))
+            self._epoch_logs[epoch_name] = (mean, False, f"_epoch_means[{epoch_name!r}]")  # not an attribute Lightning can find
+
+    def log_train_metric(self, name: str, metric: Metric, *, prog_bar: bool = False) -> None:
+        """From ``training_step``: ``self.log(name, metric, on_step=False, on_epoch=True)`` (the
+        metric updated by the caller), logged once at the epoch's end."""
+        self._epoch_logs[name] = (metric, prog_bar, None)
+
+    def _write_step_logs(self) -> None:
+        trainer = self.trainer
+        if not self._step_logs or not trainer._logger_connector.should_update_logs:
+            return
+        # every log_every_n_steps the loggers write on every rank: sync as asked; at a stop between
+        # those steps (trainer.should_stop) a collective could wait for a rank that is not stopping
+        every = trainer.log_every_n_steps
+        periodic = every > 0 and (trainer.fit_loop.epoch_loop._batches_that_stepped + 1) % every == 0
+        for name, (value, sync_dist) in self._step_logs.items():
+            self.log(name, value, on_step=True, on_epoch=False, sync_dist=sync_dist and periodic)
+
+    @override
+    def on_train_batch_end(self, outputs: Any, batch: Any, batch_idx: int) -> None:
+        self._write_step_logs()
+        self._step_logs.clear()
+
     # -- timing --------------------------------------------------------------------------------
     # train/epoch_time_s: the whole epoch (training, then validation); train/epoch_train_time_s: its
     # training batches alone (until the epoch's first validation starts, or its end)
@@ -335,6 +383,9 @@ class RepresentationModule(pl.LightningModule):
 
     @override
     def on_train_epoch_end(self) -> None:
+        for name, (metric, prog_bar, attribute) in self._epoch_logs.items():  # Lightning computes, syncs and resets them
+            self.log(name, metric, on_step=False, on_epoch=True, prog_bar=prog_bar, metric_attribute=attribute)
+        self._epoch_logs.clear()
         if self._epoch_started is not None:
             now = time.perf_counter()
             trained = self._epoch_trained or now

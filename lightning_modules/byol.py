@@ -211,8 +211,8 @@ class BYOLModel(PhasedRepresentationModule):
         q1, q2 = q[:batch_size], q[batch_size:]
         z1, z2 = z[:batch_size], z[batch_size:]
         loss = byol_loss(q1, z2) + byol_loss(q2, z1)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, sync_dist=True)
-        self.log("train/tau", self.tau, on_step=True, on_epoch=False)
+        self.log_train("train/loss", loss, batch)
+        self.log_train("train/tau", self.tau, batch, on_epoch=False, sync_dist=False)
         return loss, h[:batch_size]
 
 

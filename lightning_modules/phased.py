@@ -250,23 +250,23 @@ class PhasedRepresentationModule(RepresentationModule):
             logits = self.classifier(h)
             loss = F.cross_entropy(logits, labels)
             self.head_train_acc.update(logits.detach(), labels)
-            self.log("train/head_loss", loss, on_step=True, on_epoch=True, sync_dist=True)
-            self.log("train/head_acc", self.head_train_acc, prog_bar=True, on_step=False, on_epoch=True)
+            self.log_train("train/head_loss", loss, batch)
+            self.log_train_metric("train/head_acc", self.head_train_acc, prog_bar=True)
             return loss
         if phase == "finetune":
             logits = self.classify(self._single_view(batch))
             loss = F.cross_entropy(logits, labels)
             self.head_train_acc.update(logits.detach(), labels)
-            self.log("train/finetune_loss", loss, on_step=True, on_epoch=True, sync_dist=True)
-            self.log("train/finetune_acc", self.head_train_acc, prog_bar=True, on_step=False, on_epoch=True)
+            self.log_train("train/finetune_loss", loss, batch)
+            self.log_train_metric("train/finetune_acc", self.head_train_acc, prog_bar=True)
             return loss
 
         loss, h0 = self.pretrain_step(batch, batch_idx)
         probe_logits = self.probe(h0.detach())
         probe_loss = F.cross_entropy(probe_logits, labels)
         self.probe_train_acc.update(probe_logits.detach(), labels)
-        self.log("probe/train_loss", probe_loss, on_step=False, on_epoch=True, sync_dist=True)
-        self.log("probe/train_acc", self.probe_train_acc, on_step=False, on_epoch=True)
+        self.log_train("probe/train_loss", probe_loss, batch, on_step=False)
+        self.log_train_metric("probe/train_acc", self.probe_train_acc)
         return loss + probe_loss  # the probe sees detached features: its gradient never reaches the encoder
 
     # -- evaluation: the online probe, de-duplicated like the classifier ------------------------

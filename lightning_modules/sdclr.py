@@ -234,7 +234,7 @@ class SDCLRModel(PhasedRepresentationModule):
         T = self.hparams.temperature
         loss_dense = supcon_loss(torch.stack([z_dense, z_pruned.detach()], dim=1), None, temperature=T)
         loss_pruned = supcon_loss(torch.stack([z_dense.detach(), z_pruned], dim=1), None, temperature=T)
-        self.log("train/loss", loss_dense.detach(), on_step=True, on_epoch=True, sync_dist=True)
+        self.log_train("train/loss", loss_dense, batch)
         return loss_dense + loss_pruned, h_dense
 
     # -- checkpoint and summary ------------------------------------------------------------------

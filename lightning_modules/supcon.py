@@ -134,5 +134,5 @@ class SupConModel(PhasedRepresentationModule):
             base_temperature=hp.base_temperature,
             contrast_mode=hp.contrast_mode,
         )
-        self.log("train/loss", loss, on_step=True, on_epoch=True, sync_dist=True)
+        self.log_train("train/loss", loss, batch)
         return loss, h[: labels.shape[0]]

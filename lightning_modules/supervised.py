@@ -58,8 +58,8 @@ class SupervisedClassifier(RepresentationModule):
         logits = self.classify(batch["image"])
         loss = F.cross_entropy(logits, batch["label"])
         self.train_acc.update(logits.detach(), batch["label"])  # the epoch's value (no per-batch one: logged on_epoch)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, sync_dist=True)
-        self.log("train/acc", self.train_acc, prog_bar=True, on_step=False, on_epoch=True)
+        self.log_train("train/loss", loss, batch)
+        self.log_train_metric("train/acc", self.train_acc, prog_bar=True)
         return loss
 
     @override
