@@ -234,3 +234,32 @@ def test_two_ddp_ranks_at_batch_b_update_like_one_process_at_2b(tmp_path: Path) 
     print(f"\nmax |one process @64 - 2 ranks @32|: sync_batchnorm {worst_sync:.2e}, without {worst_nosync:.2e}")
     assert worst_sync < 1e-5
     assert worst_nosync > 1e-4
+
+
+def test_a_callback_that_puts_the_module_back_in_train_mode_leaves_the_head_phase_frozen(tmp_path: Path) -> None:
+    """The head phase's frozen encoder stays in eval mode when something calls ``module.train()`` in the
+    middle of an epoch (as the prediction-depth callback does after its own eval pass); the next phase
+    trains it again. The modes are set when the module is put in train mode and at each epoch start,
+    not at every batch."""
+    pl.seed_everything(0, verbose=False)
+    seen: list[tuple[str, bool]] = []
+
+    class EvalPass(pl.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+            pl_module.eval()
+            pl_module.train()
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            bns = [m for m in pl_module.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+            seen.append((pl_module.phase, any(m.training for m in bns)))
+
+    model = SupConModel(backbone="wrn", depth=10, widen_factor=1, head_epochs=1)
+    data = SyntheticDataModule(train_size=32, test_size=16, batch_size=16, views=2, augmentation="contrastive", num_workers=0)
+    pruner = OneShotPruning(final_sparsity=0.5, finetune_epochs=1, finetune_batch_size=16)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=3, callbacks=[pruner, EvalPass()], logger=False,
+                         enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0,
+                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, datamodule=data)
+    assert [phase for phase, _ in seen] == sorted((p for p, _ in seen), key=["contrastive", "head", "finetune"].index)
+    assert {phase for phase, _ in seen} == {"contrastive", "head", "finetune"}
+    assert all(training == (phase != "head") for phase, training in seen), seen
