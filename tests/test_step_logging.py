@@ -11,6 +11,7 @@ accuracies, BYOL's ``train/tau``), over an epoch cut short by ``max_steps`` too.
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
@@ -111,3 +112,23 @@ def test_the_csv_is_what_lightnings_self_log_wrote(case: str, tmp_path: Path) ->
     assert reference_calls["in_step"] >= steps and calls["in_step"] == 0, (calls, reference_calls, steps)
     every = CASES[case][4]["log_every_n_steps"]
     assert calls["elsewhere"] - reference_calls["elsewhere"] <= 2 * (steps // every + 1) + 3 * CASES[case][4]["max_epochs"]
+
+
+def test_the_host_timer_reports_each_hook_per_step(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """benchmarks/hosttime.py, the CPU proxy for a GPU step's host time: every wrapped hook of a real
+    fit is reported in ms per step."""
+    from benchmarks.hosttime import HookTimer
+
+    out = tmp_path / "host.json"
+    monkeypatch.setenv("HOSTTIME_OUT", str(out))
+    pl.seed_everything(0)
+    data = SyntheticDataModule(train_size=64, test_size=16, batch_size=8, num_workers=0)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=1, logger=False, callbacks=[HookTimer()], limit_val_batches=0,
+                         num_sanity_val_steps=0, enable_checkpointing=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(_sup(False), datamodule=data)
+    result = json.loads(out.read_text())
+    assert result["steps"] == 8
+    labels = {"module.log", "module.log_train", "module.log_train_metric", "module.training_step", "module.on_train_batch_start",
+              "module.on_train_batch_end", "data.on_after_batch_transfer", "progress_bar.on_train_batch_end"}  # fmt: skip
+    assert set(result["ms_per_step"]) == labels and all(v >= 0 for v in result["ms_per_step"].values())
+    assert result["ms_per_step"]["module.training_step"] > result["ms_per_step"]["module.log_train"] > 0
