@@ -9,8 +9,8 @@ this one. The training modules therefore log their step losses with ``prog_bar=F
 epochs it reads the logged ``train/..._step`` values and the epoch values; in between it shows the
 last values read. The bar itself is redrawn at most every ``min_interval`` seconds (0.1, tqdm's own
 rate) and at the last batch: Lightning redraws it at every batch (``refresh_rate`` 1), ~0.3 ms of host
-time a step, more than a small model's GPU step. ``training/lightning_cli.py`` uses it unless the config names a progress bar of its own or
-``trainer.enable_progress_bar`` is false.
+time a step, more than a small model's GPU step. ``training/lightning_cli.py`` uses it unless the
+config names a progress bar of its own or ``trainer.enable_progress_bar`` is false.
 """
 
 from __future__ import annotations

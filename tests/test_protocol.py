@@ -45,7 +45,7 @@ class PhaseRecorder(pl.Callback):
         self.rows: list[dict[str, Any]] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        bns = [m for m in pl_module.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+        bns = batchnorms(pl_module)
         self.rows.append({
             "phase": pl_module.phase, "epoch": trainer.current_epoch, "step": trainer.global_step,
             "batch": int(batch["label"].shape[0]), "single_view": "image" in batch,
@@ -55,6 +55,23 @@ class PhaseRecorder(pl.Callback):
 
     def on_fit_end(self, trainer, pl_module) -> None:
         Path(self.path).write_text(json.dumps(self.rows))
+
+
+def batchnorms(module: Any) -> list[nn.Module]:
+    """The encoder's BatchNorm layers."""
+    return [m for m in module.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+def fit_contrastive_head_finetune(callback: pl.Callback, train_size: int) -> None:
+    """A tiny SupCon fit through its three phases, one epoch each: contrastive, the linear head
+    (encoder frozen), One-Shot's fine-tune at 50 % (batch 16 throughout)."""
+    model = SupConModel(backbone="wrn", depth=10, widen_factor=1, head_epochs=1)
+    data = SyntheticDataModule(train_size=train_size, test_size=16, batch_size=16, views=2, augmentation="contrastive", num_workers=0)
+    pruner = OneShotPruning(final_sparsity=0.5, finetune_epochs=1, finetune_batch_size=16)
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=3, callbacks=[pruner, callback], logger=False,
+                         enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0,
+                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
+    trainer.fit(model, datamodule=data)
 
 
 def recorder(tmp_path: Path) -> str:
@@ -74,16 +91,10 @@ def test_finetune_trains_every_batchnorm_of_the_encoder(tmp_path: Path) -> None:
     class Probe(pl.Callback):
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
             if pl_module.phase == "finetune":
-                bns = [m for m in pl_module.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+                bns = batchnorms(pl_module)
                 seen.append((trainer.global_step, [m.training for m in bns], torch.cat([m.running_mean for m in bns]).clone()))
 
-    model = SupConModel(backbone="wrn", depth=10, widen_factor=1, head_epochs=1)
-    data = SyntheticDataModule(train_size=64, test_size=16, batch_size=16, views=2, augmentation="contrastive", num_workers=0)
-    pruner = OneShotPruning(final_sparsity=0.5, finetune_epochs=1, finetune_batch_size=16)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=3, callbacks=[pruner, Probe()], logger=False,
-                         enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0,
-                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-    trainer.fit(model, datamodule=data)
+    fit_contrastive_head_finetune(Probe(), train_size=64)
     assert len(seen) == 4  # 64 images / batch 16
     assert all(all(modes) for _, modes, _ in seen), [modes for _, modes, _ in seen]
     for (_, _, before), (_, _, after) in zip(seen, seen[1:]):
@@ -250,16 +261,10 @@ def test_a_callback_that_puts_the_module_back_in_train_mode_leaves_the_head_phas
             pl_module.train()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-            bns = [m for m in pl_module.encoder.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+            bns = batchnorms(pl_module)
             seen.append((pl_module.phase, any(m.training for m in bns)))
 
-    model = SupConModel(backbone="wrn", depth=10, widen_factor=1, head_epochs=1)
-    data = SyntheticDataModule(train_size=32, test_size=16, batch_size=16, views=2, augmentation="contrastive", num_workers=0)
-    pruner = OneShotPruning(final_sparsity=0.5, finetune_epochs=1, finetune_batch_size=16)
-    trainer = pl.Trainer(accelerator="cpu", devices=1, max_epochs=3, callbacks=[pruner, EvalPass()], logger=False,
-                         enable_checkpointing=False, limit_val_batches=0, num_sanity_val_steps=0,
-                         enable_progress_bar=False, enable_model_summary=False)  # fmt: skip
-    trainer.fit(model, datamodule=data)
+    fit_contrastive_head_finetune(EvalPass(), train_size=32)
     assert [phase for phase, _ in seen] == sorted((p for p, _ in seen), key=["contrastive", "head", "finetune"].index)
     assert {phase for phase, _ in seen} == {"contrastive", "head", "finetune"}
     assert all(training == (phase != "head") for phase, training in seen), seen

@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import REPO, cli_env
+from conftest import REPO, cli_env, read_run_json
 from pinned_cli import PINNED_ENV
 
 GOLDEN_FILE = REPO / "tests" / "golden" / "training_before_speed_work.json"
@@ -72,7 +72,7 @@ def pinned_fit(root: Path, name: str, run: Path) -> None:
 def record(run: Path) -> dict[str, Any]:
     """What the golden file keeps of a finished fit."""
     rows = list(csv.DictReader((run / "csv" / "metrics.csv").open(newline="")))
-    summary = json.loads((run / "run.json").read_text())
+    summary = read_run_json(run)
     arrays = np.load(run / "per_sample" / "test.npz")
     return {
         "step_losses": [[int(r["step"]), r["train/loss_step"]] for r in rows if r.get("train/loss_step")],
