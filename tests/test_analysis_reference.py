@@ -1,8 +1,7 @@
-"""analysis/reference.py holds every cell of the paper's Tables 1, 3, 4, 5 and 6 exactly as REFERENCE.md §4 prints it.
+"""analysis/reference.py holds every cell of the paper's Tables 1, 3, 4, 5 and 6 exactly as docs/paper.md prints it.
 
-``tests/golden/reference_section4.md`` is §4 of the project's REFERENCE.md, copied verbatim (and
-checked against ``../shared/REFERENCE.md`` where that file is at hand). The test reads its Markdown
-tables cell by cell — value and ± — and compares each with the data the report uses.
+The test reads the Markdown tables of docs/paper.md's "Results to compare against" cell by cell — value and
+± — and compares each with the data the report uses.
 """
 
 from __future__ import annotations
@@ -15,7 +14,8 @@ from conftest import REPO
 
 from analysis import reference
 
-SECTION = (REPO / "tests" / "golden" / "reference_section4.md").read_text()
+_PAGE = (REPO / "docs" / "paper.md").read_text()
+SECTION = _PAGE[_PAGE.index("## Results to compare against") : _PAGE.index("## The findings")]
 COLUMNS = {"Sup/GMP": ("sup", "gmp"), "Sup/One-Shot": ("sup", "oneshot"), "SCL/GMP": ("supcon", "gmp"),
            "SCL/ΔGMP": ("supcon", "delta_gmp"), "SCL/One-Shot": ("supcon", "oneshot")}  # fmt: skip
 
@@ -37,14 +37,6 @@ def _pm(text: str) -> tuple[float, float]:
 def _key(method: str, pruning: str, percent: int) -> tuple[str, str, int]:
     """Table 1 keeps its one dense row per method under ``dense``; Tables 4–6 keep each column's 0 % row."""
     return (method, "dense", 0) if percent == 0 else (method, pruning, percent)
-
-
-def test_the_section_is_the_projects_reference() -> None:
-    shared = REPO.parent / "shared" / "REFERENCE.md"
-    if not shared.is_file():
-        pytest.skip("../shared/REFERENCE.md is not beside this checkout")
-    text = shared.read_text()
-    assert SECTION == text[text.index("## 4. Results to compare against") : text.index("## 5.")]
 
 
 def test_table1_every_cell() -> None:
