@@ -32,6 +32,7 @@ from analysis.paper_figures import paper_figures
 from analysis.pies import TIE_RULES, pies_per_setting, shared_pies
 from analysis.report import log_to_wandb, render_report
 from analysis.runs import PD_MODELS, AnalysisError, Study, load_study
+from analysis.stats import METHOD
 from analysis.tables import all_tables
 from analysis.uncertainty import compute_stats
 
@@ -85,14 +86,10 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"Table 6 / Figure 3 average PD over the first N seeds of each population (default {PD_MODELS}, as the paper)",
     )  # fmt: skip
     parser.add_argument(
-        "--bootstrap", type=int, default=1000,
-        help="bootstrap resamples over models for the 95%% intervals (default 1000; >= 100)",
-    )  # fmt: skip
-    parser.add_argument(
         "--noise-splits", type=int, default=20,
-        help="random half/half splits of each dense population for the PIE noise floor (default 20)",
+        help="random matched splits for the PIE noise floor when a population has too many h-subsets to enumerate (default 20)",
     )  # fmt: skip
-    parser.add_argument("--stats-seed", type=int, default=0, help="seed of the bootstrap and of the splits (default 0)")
+    parser.add_argument("--stats-seed", type=int, default=0, help="seed of the random splits (default 0)")
     parser.add_argument(
         "--umap-samples", type=int, default=2000,
         help="test samples per UMAP cell when computing UMAP from saved features (0 = no UMAP grid; default 2000)",
@@ -148,7 +145,6 @@ def _summary_config(args: argparse.Namespace, study: Study, mode: str) -> dict[s
         "allow_single": bool(args.allow_single),
         "allow_incomplete": bool(args.allow_incomplete),
         "pd_models": args.pd_models,
-        "bootstrap": args.bootstrap,
         "noise_splits": args.noise_splits,
         "stats_seed": args.stats_seed,
         "included_anyway": sorted({_show(p.path) for p in study.included_anyway}),
@@ -169,8 +165,8 @@ def run_analysis(args: argparse.Namespace, *, command: str) -> Path:
         raise AnalysisError(f"WANDB_MODE={mode!r} is not allowed here; use one of {', '.join(WANDB_MODES)}")
     if args.umap_samples < 0 or 0 < args.umap_samples < 3:
         raise AnalysisError(f"--umap-samples {args.umap_samples} is out of range; it must be 0 (off) or >= 3")
-    for flag, value, low in (("--pd-models", args.pd_models, 1), ("--bootstrap", args.bootstrap, 100),
-                             ("--noise-splits", args.noise_splits, 1), ("--gallery-images", args.gallery_images, 0)):  # fmt: skip
+    for flag, value, low in (("--pd-models", args.pd_models, 1), ("--noise-splits", args.noise_splits, 1),
+                             ("--gallery-images", args.gallery_images, 0)):  # fmt: skip
         if value < low:
             raise AnalysisError(f"{flag} {value} is out of range; it must be >= {low}")
     _check_out(out)
@@ -184,7 +180,7 @@ def run_analysis(args: argparse.Namespace, *, command: str) -> Path:
         f"loaded {len(study.runs)} runs (run.json + per_sample/test.npz) into {len(study.populations)} populations: "
         + ", ".join(f"{s.label()} n={p.n}" for s, p in study.populations.items()),
     )
-    pairs, pair_warnings = pair_children(study, n_boot=args.bootstrap, seed=args.stats_seed, show=_show)
+    pairs, pair_warnings = pair_children(study, show=_show)
     study.warnings += pair_warnings
     for warning in study.warnings:
         print(f"warning: {warning}", file=sys.stderr, flush=True)
@@ -199,13 +195,13 @@ def run_analysis(args: argparse.Namespace, *, command: str) -> Path:
             f"PIEs (tie rule '{args.pie_tie}') for {len(pies)} pruned populations: "
             + (", ".join(f"{s.label()}={r.count}" for s, r in pies.items()) or "none (no pruned population with a dense one)"),
         )
-        stats = compute_stats(study, pies, n_boot=args.bootstrap, n_splits=args.noise_splits, seed=args.stats_seed, tie=args.pie_tie)
+        stats = compute_stats(study, pies, n_splits=args.noise_splits, seed=args.stats_seed, tie=args.pie_tie)
         findings = all_findings(study, pies, stats)
         verdicts = "; ".join(f"{d}: " + ", ".join(f"{f.key} {f.verdict.split(' (')[0]}" for f in items) for d, items in findings.items())
         _progress(
             4,
-            f"statistics: {args.bootstrap} bootstrap resamples over models, noise floors of {len(stats.floors)} dense "
-            f"population(s) ({args.noise_splits} splits), {sum(len(c.pairs) for c in pairs.values())} One-Shot child/parent "
+            f"statistics: intervals over models ({METHOD}), PIEs beside noise floors of their size for {len(stats.cells)} "
+            f"cell(s), {sum(len(c.pairs) for c in pairs.values())} One-Shot child/parent "
             f"pair(s); findings {verdicts}",
         )
         tables = all_tables(study, pies, shared, stats, pairs, show=_show)

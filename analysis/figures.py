@@ -51,7 +51,7 @@ def all_figures(
     result = FigureSet()
     parts = (
         figure3_figures(study, pies), scatter_figures(study, pies), figure6_figures(study, pies, images=gallery_images),
-        pie_bar_figures(pies), umap_figures(study, samples=umap_samples),
+        pie_bar_figures(study, pies), umap_figures(study, samples=umap_samples),
     )  # fmt: skip
     for part in parts:
         result.figures += part.figures

@@ -1,11 +1,22 @@
 """What a finding is made of and how it is judged: :class:`Claim` and :class:`Finding`, the verdicts
-(by the sign of a 95% interval, by the majority of cells, against the paper's value) and the helpers
-the checks of :mod:`analysis.findings` share (noise-floor text, population sizes, common sparsities)."""
+(by the sign of a 95% interval over models *and* the size of the effect against the paper's, by the
+majority of cells, against the paper's value) and the helpers the checks of :mod:`analysis.findings`
+share (noise-floor text, population sizes, common sparsities).
+
+A sub-claim is **supported** only when its interval lies on the predicted side of 0 (direction
+resolved) *and* its estimate is of the order of the paper's own effect (within
+:data:`analysis.reference.ORDER` of it, either way); **direction only** when the direction is
+resolved but the size is not of that order (or the paper prints no number to compare with);
+**contradicted** when the interval lies on the other side; **cannot resolve** otherwise. The same
+rule holds on every dataset: the paper's effects are CIFAR-10's, and a dataset where the effect is
+ten times smaller does not show the paper's finding, only its direction.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from analysis import reference
 from analysis.stats import Interval
 from analysis.uncertainty import CellStats, StudyStats
 
@@ -13,7 +24,7 @@ SUP, SCL = "sup", "supcon"
 LATER = ("delta_gmp", "oneshot")
 #: the sparsity from which F1's "at high sparsity" is judged (the paper's gap is at 70–90%)
 HIGH_SPARSITY = 0.7
-SUPPORTED, CONTRADICTED, UNRESOLVED = "supported", "contradicted", "cannot resolve"
+SUPPORTED, DIRECTION, CONTRADICTED, UNRESOLVED = "supported", "direction only", "contradicted", "cannot resolve"
 
 
 @dataclass
@@ -38,17 +49,23 @@ class Finding:
 
     @property
     def verdict(self) -> str:
-        if not self.claims:
-            return "cannot resolve"
         verdicts = [c.verdict for c in self.claims]
-        if all(v == SUPPORTED for v in verdicts):
-            return "supports"
-        if SUPPORTED in verdicts and CONTRADICTED in verdicts:
+        n = len(verdicts)
+        sup, dire, con = verdicts.count(SUPPORTED), verdicts.count(DIRECTION), verdicts.count(CONTRADICTED)
+        if not n:
+            return "cannot resolve"
+        if con and (sup or dire):
             return "mixed"
-        if CONTRADICTED in verdicts:
-            return "contradicts" if all(v == CONTRADICTED for v in verdicts) else "contradicts in part (the rest cannot be resolved)"
-        if SUPPORTED in verdicts:
-            return "partly supports (the rest cannot be resolved)"
+        if con:
+            return "contradicts" if con == n else "contradicts in part (the rest cannot be resolved)"
+        if sup == n:
+            return "supports"
+        if sup + dire == n:
+            return "direction only (sizes not all of the paper's order)" if sup else "direction only"
+        if sup:
+            return "partly supports (the rest is direction only or cannot be resolved)"
+        if dire:
+            return "direction only in part (the rest cannot be resolved)"
         return "cannot resolve"
 
     def markdown(self) -> list[str]:
@@ -74,6 +91,7 @@ def paper_verdict(ours: Interval, paper: float) -> str:
 
 
 def _sign_verdict(ci: Interval, *, expected_positive: bool = True) -> str:
+    """The direction alone: supported / contradicted / cannot resolve by the interval's side of 0."""
     if not ci.defined:
         return UNRESOLVED
     if (ci.low > 0) if expected_positive else (ci.high < 0):
@@ -83,14 +101,41 @@ def _sign_verdict(ci: Interval, *, expected_positive: bool = True) -> str:
     return UNRESOLVED
 
 
+def judge(
+    ci: Interval, paper: float | None, *, expected_positive: bool = True, digits: int = 2, unit: str = "", scale: float = 1.0
+) -> tuple[str, str]:
+    """``(verdict, size note)``: the direction by :func:`_sign_verdict`, then the size against the
+    paper's effect ``paper`` (same statistic, same units): supported within :data:`reference.ORDER`
+    of it, direction only outside that range or when the paper has no number (or its own number
+    points the other way). ``scale``/``unit``/``digits`` only format the paper's value in the note."""
+    direction = _sign_verdict(ci, expected_positive=expected_positive)
+    if direction != SUPPORTED:
+        return direction, ""
+    sign = 1.0 if expected_positive else -1.0
+    if paper is None:
+        return DIRECTION, "size: the paper prints no number for this comparison"
+    shown = f"{scale * paper:+.{digits}f}{unit}"
+    if sign * paper <= 0:
+        return DIRECTION, f"size: the paper's own value here is {shown}, not in the claim's direction"
+    ratio = (sign * ci.estimate) / (sign * paper)
+    if 1.0 / reference.ORDER <= ratio <= reference.ORDER:
+        return SUPPORTED, f"size of the paper's order: paper {shown}, ours {ratio:.2f}× it"
+    return DIRECTION, f"size not of the paper's order: paper {shown}, ours {ratio:.2f}× it (supported within {reference.ORDER:g}× either way)"
+
+
 def _majority(verdicts: list[str]) -> str:
     """Many cells, one sub-claim: supported (contradicted) when at least half of the cells are and none
-    goes the other way; otherwise it cannot be resolved."""
-    sup, con = verdicts.count(SUPPORTED), verdicts.count(CONTRADICTED)
-    if sup and not con and 2 * sup >= len(verdicts):
-        return SUPPORTED
-    if con and not sup and 2 * con >= len(verdicts):
+    goes the other way; direction only when at least half resolve the direction and none goes the
+    other way; otherwise it cannot be resolved."""
+    sup, dire, con = verdicts.count(SUPPORTED), verdicts.count(DIRECTION), verdicts.count(CONTRADICTED)
+    if con and not (sup or dire) and 2 * con >= len(verdicts):
         return CONTRADICTED
+    if con:
+        return UNRESOLVED
+    if 2 * sup >= len(verdicts):
+        return SUPPORTED
+    if 2 * (sup + dire) >= len(verdicts):
+        return DIRECTION
     return UNRESOLVED
 
 
@@ -99,24 +144,32 @@ def _pct(s: float) -> str:
 
 
 def _floor_text(cell: CellStats) -> str:
-    if cell.floor is None or cell.half is None:
-        return "no noise floor (dense population < 4 models)"
+    if cell.pies is None:
+        return "no noise floor (too few models: needs >= 3 dense and >= 2 pruned)"
+    p = cell.pies
     return (
-        f"at {cell.half.size} vs {cell.half.size} models {cell.half.mean:.1f} PIEs vs noise floor {cell.floor.fmt()}"
+        f"at {p.h} vs {p.h} models {p.pruned_mean:.1f} PIEs vs noise floor {p.floor_mean:.1f}, excess {p.excess.fmt(1, signed=True)}"
         + ("" if cell.above_floor else " — not above the floor")
     )
 
 
-def _pie_claim(text: str, diff: Interval, favoured: CellStats, other: CellStats, sizes: str) -> Claim:
-    """A sub-claim "favoured has more PIEs than other": judged by the interval and the noise floor."""
-    verdict = _sign_verdict(diff)
-    if verdict == SUPPORTED and favoured.above_floor is not True:
-        verdict = UNRESOLVED  # not above its floor, or no floor to tell PIEs from noise
+def _pie_claim(
+    text: str, diff: Interval, favoured: CellStats, other: CellStats, paper: float | None, counts: tuple[float, float], h: int
+) -> Claim:
+    """A sub-claim "favoured has more PIEs than other": ``diff`` = PIEs favoured / other − 1 at ``h``
+    vs ``h`` models, judged by its interval, the paper's size, and the favoured cell's noise floor."""
+    verdict, size = judge(diff, paper, digits=0, unit="%", scale=100.0)
+    if verdict in (SUPPORTED, DIRECTION) and favoured.above_floor is not True:
+        verdict, size = UNRESOLVED, "its PIEs are not above their noise floor (or there is none)"
     if verdict == CONTRADICTED and other.above_floor is not True:
-        verdict = UNRESOLVED
+        verdict, size = UNRESOLVED, "the other cell's PIEs are not above their noise floor (or there is none)"
     evidence = (
-        f"{favoured.pies.estimate:.0f} vs {other.pies.estimate:.0f} PIEs, difference {diff.fmt(1, signed=True)}{sizes}; "
-        f"{favoured.setting.label(dataset=False)}: {_floor_text(favoured)}; {other.setting.label(dataset=False)}: {_floor_text(other)}"
+        f"at {h} vs {h} models {counts[0]:.1f} vs {counts[1]:.1f} PIEs, {100 * diff.estimate:+.0f}% "
+        f"[{100 * diff.low:+.0f}, {100 * diff.high:+.0f}]"
+        + ("" if paper is None else f" (paper at 30 vs 30: {100 * paper:+.0f}%)")
+        + f"; {favoured.setting.label(dataset=False)}: {_floor_text(favoured)}; "
+        f"{other.setting.label(dataset=False)}: {_floor_text(other)}"
+        + (f"; {size}" if size else "")
     )
     return Claim(text, verdict, evidence)
 

@@ -8,8 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from analysis import reference
+from analysis.estimators import pd_gap, rho_difference
 from analysis.findings_claims import (
     CONTRADICTED,
+    DIRECTION,
     SCL,
     SUP,
     SUPPORTED,
@@ -21,39 +23,38 @@ from analysis.findings_claims import (
     _pct,
     _schedules,
     _sign_verdict,
+    judge,
     paper_verdict,
 )
 from analysis.pies import SettingPies
 from analysis.runs import DENSE, Population, Setting, Study, method_name, pruning_name
-from analysis.stats import Interval, interval, mean_difference_interval, sample_bootstrap_statistic, spearman
-from analysis.uncertainty import LEVEL, StudyStats, seed_for
+from analysis.stats import Interval
+from analysis.uncertainty import StudyStats
 
 
 @dataclass
 class _QChange:
-    """Mean Q-Score of a method's dense and pruned populations and its change, with bootstrap values."""
+    """Mean Q-Score of a method's dense and pruned populations (per-model means) and its relative change."""
 
     dense: float
     pruned: float
-    change: Interval
-    relative: float
-    relative_boot: np.ndarray
+    relative: Interval  # pruned / dense - 1, over models
 
     def text(self, method: str) -> str:
-        return (
-            f"{method_name(method)} {self.dense:.3f} → {self.pruned:.3f} ({self.change.fmt(3, signed=True)}; "
-            f"{100 * self.relative:+.1f}%)"
-        )
+        return f"{method_name(method)} {self.dense:.3f} → {self.pruned:.3f} ({self.relative.scaled(100).fmt(1, signed=True)} %)"
+
+
+def _q_values(study: Study, stats: StudyStats, setting: Setting) -> np.ndarray | None:
+    return stats.model_values(study.populations[setting], "q_score")
 
 
 def _q_change(study: Study, stats: StudyStats, dataset: str, method: str, pruning: str, sparsity: float) -> _QChange | None:
-    dense = stats.model_values_boot(study.populations[Setting(dataset, method, DENSE, 0.0)], "q_score")
-    pruned = stats.model_values_boot(study.populations[Setting(dataset, method, pruning, sparsity)], "q_score")
-    if dense is None or pruned is None:
+    dense_s, pruned_s = Setting(dataset, method, DENSE, 0.0), Setting(dataset, method, pruning, sparsity)
+    vd, vp = _q_values(study, stats, dense_s), _q_values(study, stats, pruned_s)
+    if vd is None or vp is None:
         return None
-    (vd, bd), (vp, bp) = dense, pruned
-    d, q = float(vd.mean()), float(vp.mean())
-    return _QChange(d, q, interval(q - d, bp - bd, LEVEL), (q - d) / d, (bp - bd) / bd)
+    rel = stats.over(lambda keep: float(vp[keep[pruned_s]].mean() / vd[keep[dense_s]].mean() - 1.0), [dense_s, pruned_s])
+    return _QChange(float(vd.mean()), float(vp.mean()), rel)
 
 
 def f3(dataset: str, study: Study, stats: StudyStats) -> Finding:
@@ -72,18 +73,28 @@ def f3(dataset: str, study: Study, stats: StudyStats) -> Finding:
         if scl is None or sup is None:
             finding.claims.append(Claim(where, UNRESOLVED, "the runs have no q_score (add callbacks.metrics.QScore)"))
             continue
+        verdict, size = judge(scl.relative, reference.effect_q_relative(SCL, p, round(s * 100)), expected_positive=False, digits=1, unit=" %",
+                              scale=100.0)
         finding.claims.append(
-            Claim(f"{where}: SCL's mean Q-Score pruned − dense < 0", _sign_verdict(scl.change, expected_positive=False), scl.text(SCL))
-        )
-        gap = interval(
-            abs(scl.relative) - abs(sup.relative), np.abs(scl.relative_boot) - np.abs(sup.relative_boot), LEVEL
-        )
+            Claim(f"{where}: SCL's relative Q-Score change pruned / dense − 1 < 0", verdict,
+                  scl.text(SCL) + (f"; {size}" if size else ""))
+        )  # fmt: skip
+        settings = [Setting(dataset, m, q, x) for m in (SCL, SUP) for q, x in ((DENSE, 0.0), (p, s))]
+        values = {st: _q_values(study, stats, st) for st in settings}
+
+        def flatter(keep, values=values, settings=settings) -> float:  # |relative change| SCL − Sup
+            rel = [values[settings[i + 1]][keep[settings[i + 1]]].mean() / values[settings[i]][keep[settings[i]]].mean() - 1.0
+                   for i in (0, 2)]  # fmt: skip
+            return float(abs(rel[0]) - abs(rel[1]))
+
+        gap = stats.over(flatter, settings)
+        verdict, size = judge(gap, reference.effect_f3_gap(p, round(s * 100)), digits=1, unit=" % points", scale=100.0)
         finding.claims.append(
             Claim(
                 f"{where}: |relative change| SCL − Sup > 0 (Sup flatter)",
-                _sign_verdict(gap),
-                f"{scl.text(SCL)}; {sup.text(SUP)}; difference of |relative changes| {100 * gap.estimate:+.1f} "
-                f"[{100 * gap.low:+.1f}, {100 * gap.high:+.1f}] % points",
+                verdict,
+                f"{scl.text(SCL)}; {sup.text(SUP)}; difference of |relative changes| {gap.scaled(100).fmt(1, signed=True)} % points"
+                + (f"; {size}" if size else ""),
             )
         )
         for method, change in ((SCL, scl), (SUP, sup)):
@@ -92,21 +103,22 @@ def f3(dataset: str, study: Study, stats: StudyStats) -> Finding:
             if dense_ref is None or pruned_ref is None:
                 continue
             paper_rel = (pruned_ref.q - dense_ref.q) / dense_ref.q
-            ours = interval(change.relative, change.relative_boot, LEVEL)
             finding.paper.append(Claim(
                 f"{where}: {method_name(method)}'s relative Q-Score change",
-                paper_verdict(ours, paper_rel),
-                f"paper {dense_ref.q:g} → {pruned_ref.q:g} ({100 * paper_rel:+.1f} %); ours {100 * ours.estimate:+.1f} % "
-                f"[{100 * ours.low:+.1f}, {100 * ours.high:+.1f}]",
+                paper_verdict(change.relative, paper_rel),
+                f"paper {dense_ref.q:g} → {pruned_ref.q:g} ({100 * paper_rel:+.1f} %); ours {change.relative.scaled(100).fmt(1, signed=True)} %",
             ))  # fmt: skip
     if not finding.claims:
         finding.missing = "Sup and SCL share no pruned sparsity"
     return finding
 
 
-def _pd_mean(pop: Population, pd_models: int) -> np.ndarray | None:
-    stacked = pop.stack("pd_score", first=pd_models)
-    return None if stacked is None else stacked[0].mean(axis=0)
+def _pd(pop: Population, pd_models: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(rows, PD [len(rows), N])``: the first ``pd_models`` runs that have ``pd_score`` (Table 6's models)."""
+    rows = np.array([i for i, r in enumerate(pop.runs[:pd_models]) if r.has("pd_score")], dtype=np.int64)
+    if not len(rows):
+        return None
+    return rows, np.stack([pop.runs[i].arrays["pd_score"].astype(np.float64) for i in rows])
 
 
 def f4(dataset: str, study: Study, pies: dict[Setting, SettingPies], stats: StudyStats) -> Finding:
@@ -120,39 +132,51 @@ def f4(dataset: str, study: Study, pies: dict[Setting, SettingPies], stats: Stud
         if not common:
             continue
         s = common[-1]
-        series = {}
+        series = []
         for method in (SUP, SCL):
-            d = _pd_mean(study.populations[Setting(dataset, method, DENSE, 0.0)], n)
-            q = _pd_mean(study.populations[Setting(dataset, method, p, s)], n)
-            if d is None or q is None:
-                break
-            series[method] = (d, q)
-        if len(series) < 2:
-            finding.claims.append(Claim(f"{pruning_name(p)} {_pct(s)}: ρ Sup − ρ SCL > 0", UNRESOLVED, "no pd_score in these populations"))
+            for setting in (Setting(dataset, method, DENSE, 0.0), Setting(dataset, method, p, s)):
+                got = _pd(study.populations[setting], n)
+                if got is not None:
+                    series.append(got[1])
+        text = f"{pruning_name(p)} {_pct(s)}: Spearman ρ(dense PD, pruned PD) Sup − SCL > 0, SCL's ρ < {reference.F4_RHO_NOT_WELL:g}"
+        if len(series) < 4:
+            finding.claims.append(Claim(text, UNRESOLVED, "no pd_score in these populations"))
             continue
-        (sd, sp), (cd, cp) = series[SUP], series[SCL]
-        boot = sample_bootstrap_statistic(
-            lambda rows, sd=sd, sp=sp, cd=cd, cp=cp: spearman(sd[rows], sp[rows]) - spearman(cd[rows], cp[rows]), len(sd),
-            n_boot=stats.n_boot, seed=seed_for(stats.seed, dataset, p, str(s), "f4"),
+        diff, rho_sup, rho_scl = rho_difference(*series, level=stats.level)
+        verdict = _sign_verdict(diff)
+        if verdict == SUPPORTED:  # the paper prints no ρ: "not well" read as ρ below F4_RHO_NOT_WELL
+            verdict = SUPPORTED if rho_scl < reference.F4_RHO_NOT_WELL else DIRECTION
+        size = (
+            "" if verdict not in (SUPPORTED, DIRECTION) else
+            f"; the paper prints no ρ; 'not well for SCL' is read as ρ < {reference.F4_RHO_NOT_WELL:g} (ρ² < 0.5)"
+            + ("" if verdict == SUPPORTED else f": SCL's {rho_scl:.3f} says PD carries over for SCL too")
         )  # fmt: skip
-        rho_sup, rho_scl = spearman(sd, sp), spearman(cd, cp)
-        diff = interval(rho_sup - rho_scl, boot, LEVEL)
         finding.claims.append(
             Claim(
-                f"{pruning_name(p)} {_pct(s)}: Spearman ρ(dense PD, pruned PD) Sup − SCL > 0",
-                _sign_verdict(diff),
-                f"ρ Sup {rho_sup:.3f}, SCL {rho_scl:.3f}; difference {diff.fmt(3, signed=True)} (PD over the first {n} seeds)",
+                text,
+                verdict,
+                f"ρ Sup {rho_sup:.3f}, SCL {rho_scl:.3f}; difference {diff.fmt(3, signed=True)} (PD over the first {n} seeds; "
+                f"interval over those models){size}",
             )
         )
     # PIEs vs non-PIEs, every pruned cell with pd_score
     cells = []
     for setting in sorted(s for s in pies if s.dataset == dataset):
-        values = _pd_mean(study.populations[setting], n)
+        pop, dense = study.populations[setting], study.populations[setting.dense]
+        got = _pd(pop, n)
         flags = pies[setting].flags
-        if values is None or not flags.any() or flags.all():
+        if got is None or not flags.any() or flags.all():
             continue
-        ci = mean_difference_interval(values, flags, n_boot=stats.n_boot, seed=seed_for(stats.seed, setting.slug(), "pd-pies"))
-        cells.append((setting, ci, float(values[flags].mean()), float(values[~flags].mean()), int(flags.sum())))
+        rows, values = got
+        ci = pd_gap(dense.preds(), pop.preds(), values, pd_rows=rows, tie=stats.tie, num_classes=pies[setting].num_classes,
+                    level=stats.level)  # fmt: skip
+        mean = values.mean(axis=0)
+        paper = reference.effect_pd_gap(setting.method, setting.pruning, setting.percent)
+        verdict, size = judge(ci, paper)
+        cell = stats.cells.get(setting)
+        if verdict in (SUPPORTED, DIRECTION) and (cell is None or cell.above_floor is not True):
+            verdict, size = UNRESOLVED, "its PIEs are not above their noise floor: noise PIEs sit on ambiguous, deep samples too"
+        cells.append((setting, ci, float(mean[flags].mean()), float(mean[~flags].mean()), int(flags.sum()), verdict, size))
         ref = reference.table6(dataset, setting.method, setting.pruning, setting.percent)
         if ref is not None:
             paper_gap = ref.pies - ref.non_pies
@@ -162,18 +186,19 @@ def f4(dataset: str, study: Study, pies: dict[Setting, SettingPies], stats: Stud
                 f"paper {ref.pies:g} − {ref.non_pies:g} = {paper_gap:+.2f}; ours {ci.fmt(signed=True)}",
             ))  # fmt: skip
     if cells:
-        verdicts = [_sign_verdict(ci) for _, ci, *_ in cells]
-        verdict = _majority(verdicts)
+        verdicts = [c[5] for c in cells]
         detail = "; ".join(
-            f"{s.label(dataset=False)}: {a:.2f} vs {b:.2f} ({k} PIEs), {ci.fmt(signed=True)} [{v}]"
-            for (s, ci, a, b, k), v in zip(cells, verdicts)
-        )
+            f"{st.label(dataset=False)}: {a:.2f} vs {b:.2f} ({k} PIEs), {ci.fmt(signed=True)} [{v}"
+            + (f": {size}" if size else "") + "]"
+            for st, ci, a, b, k, v, size in cells
+        )  # fmt: skip
         finding.claims.append(
             Claim(
                 "mean PD of PIEs − non-PIEs > 0 (pruned models' PD)",
-                verdict,
-                f"{sum(v == SUPPORTED for v in verdicts)} of {len(cells)} cells above 0, "
-                f"{sum(v == CONTRADICTED for v in verdicts)} below: {detail}",
+                _majority(verdicts),
+                f"{sum(v == SUPPORTED for v in verdicts)} of {len(cells)} cells supported, "
+                f"{sum(v == DIRECTION for v in verdicts)} direction only, {sum(v == CONTRADICTED for v in verdicts)} contradicted: "
+                f"{detail}",
             )
         )
     if not finding.claims:

@@ -19,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 
+from analysis.runs import Study
+
 CONFIG_FILE = "config.yaml"
 
 
@@ -102,4 +104,36 @@ def load_test_images(run_dir: Path, index: np.ndarray, labels: np.ndarray) -> Im
     return ImageSet(hwc.astype(np.uint8), targets, list(names) if names else None, f"{class_path}({shown})", class_path)
 
 
-__all__ = ["ImagesUnavailable", "ImageSet", "data_config", "load_test_images"]
+def class_names_of(run_dir: Path) -> tuple[list[str] | None, str]:
+    """``(class names or None, where from)``: the ``class_names`` the datamodule class named in
+    ``<run_dir>/config.yaml`` declares (read from the class, nothing is instantiated or loaded)."""
+    try:
+        class_path, _ = data_config(run_dir)
+    except ImagesUnavailable as err:
+        return None, str(err)
+    module_name, _, class_name = class_path.rpartition(".")
+    try:
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError, ValueError) as err:
+        return None, f"cannot import {class_path} ({_one_line(err)})"
+    names = getattr(cls, "class_names", None)
+    if not names:
+        return None, f"{class_path} declares no class_names"
+    return [str(n) for n in names], f"class names of {class_path}"
+
+
+def class_labels(study: Study, dataset: str, num_classes: int) -> tuple[list[str], str]:
+    """``(one label per class, where from)`` for the axes of ``dataset``'s figures and the columns of its
+    tables: the datamodule's class names (:func:`class_names_of`, from the first run of the dataset,
+    cached on the study), else the class indices, with the reason."""
+    if dataset not in study.class_names:
+        first = min((r for r in study.runs if r.setting.dataset == dataset), key=lambda r: str(r.path))
+        study.class_names[dataset] = class_names_of(first.path)
+    names, source = study.class_names[dataset]
+    if names is None or len(names) < num_classes:
+        why = source if names is None else f"{source} lists {len(names)} classes, the runs predict {num_classes}"
+        return [str(c) for c in range(num_classes)], f"class indices ({why})"
+    return names[:num_classes], source
+
+
+__all__ = ["ImagesUnavailable", "ImageSet", "class_labels", "class_names_of", "data_config", "load_test_images"]

@@ -1,14 +1,30 @@
-"""Bootstrap intervals over models, and rank correlation with a bootstrap interval over samples.
+"""Intervals over models (the one method ``analyze`` uses), and the percentile bootstrap it used before.
 
-Pure NumPy (no Lightning, no torch; no sibling module): every function takes plain arrays, so the
-tests check it against independent loops on synthetic arrays. Re-exported by :mod:`analysis.stats`.
+Pure NumPy + SciPy's Student-t quantile (no Lightning, no torch; no sibling module): every function
+takes plain arrays or a statistic of kept model indices, so the tests check it against closed forms
+and independent loops. Re-exported by :mod:`analysis.stats`.
 
-**Resampling unit = the model.** A population of ``M`` models is one draw of ``M`` training runs;
-its uncertainty is that of the draw. :func:`bootstrap_indices` resamples the models of one
-population with replacement (``B`` rows of ``M`` model indices); any statistic evaluated on every
-row gives ``B`` bootstrap values, and :func:`percentile_interval` turns them into a 95% percentile
-interval. Statistics of several populations (a difference pruned − dense, SCL's drop − Sup's drop)
-combine the rows of *independent* draws of each population, row by row.
+**The method: a jackknife over models with a Student-t quantile** (:func:`over_models`, the one
+place that says how an interval over models is computed; :data:`METHOD` and :data:`RESAMPLES` name
+it in every table header). A study's statistic (a difference of mean accuracies, a relative
+Q-Score change, a Spearman correlation of population-mean PD, a PIE count above its noise floor) is
+a function of one or more populations of models, each one draw of ``n_g`` training runs. The
+statistic is recomputed with each model of each population left out once; population ``g``'s
+share of the variance is ``v_g = (n_g - 1) / n_g * sum_i (theta_(g,i) - mean_g)^2``, the variance
+``V = sum_g v_g``, and the interval ``theta +- t_{df}(0.975) sqrt(V)`` with Satterthwaite's
+``df = V^2 / sum_g v_g^2 / (n_g - 1)``. For the mean of one population this *is* the textbook
+t-interval (``s / sqrt(n)``, ``n - 1`` df), for a difference of two means Welch's interval; for
+anything else it is the delete-one jackknife (conservative in expectation, Efron & Stein 1981).
+The interval is symmetric about the estimate, so it always contains it; a population of one model
+gives an undefined interval (its spread is unknown).
+
+Why not the percentile bootstrap over models (what ``analyze`` printed before): with 5 models a
+bootstrap resample holds ~3.4 distinct ones, its spread is ``(n - 1) / n`` of the sample variance
+and its quantiles are normal, not Student-t: it covers the truth less often than it claims (the
+coverage table of ``scripts/coverage.py`` measures it). For a PIE count it is worse: a resample that
+repeats models has a noisier modal vote than the population, so its PIE counts are biased upward
+and the interval can miss its own estimate. The bootstrap functions stay here (section at the end)
+because the coverage comparison runs them as they were.
 """
 
 from __future__ import annotations
@@ -18,22 +34,41 @@ from dataclasses import dataclass
 
 import numpy as np
 
+#: how every interval over models is computed, and what it resamples (quoted by every table header)
+METHOD = "jackknife-t"
+RESAMPLES = "models"
+METHOD_TEXT = (
+    "95% interval over models: each model of each population involved left out once (delete-one jackknife), "
+    "estimate ± Student-t quantile (Satterthwaite df) × jackknife standard error"
+)
+
 
 # ---------------------------------------------------------------------------------------------
 # intervals
 # ---------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Interval:
-    """A point estimate with a ``level`` (e.g. 0.95) interval ``[low, high]``; NaN bounds = undefined."""
+    """A point estimate with a ``level`` (e.g. 0.95) interval ``[low, high]``; NaN bounds = undefined.
+
+    ``method`` says how the interval was computed (``"jackknife-t"``, ``"percentile bootstrap"``,
+    ``"split range"``) and ``resamples`` what was resampled or left out (``"models"``, ``"test
+    images"``, ``"pairs"``, ``"splits"``).
+    """
 
     estimate: float
     low: float
     high: float
     level: float = 0.95
+    method: str = ""
+    resamples: str = ""
 
     @property
     def defined(self) -> bool:
         return bool(np.isfinite(self.low) and np.isfinite(self.high))
+
+    def contains(self, value: float) -> bool:
+        """True when ``low <= value <= high`` (False for an undefined interval)."""
+        return self.defined and self.low <= value <= self.high
 
     def excludes(self, value: float = 0.0) -> bool:
         """True when the whole interval lies strictly above or strictly below ``value``."""
@@ -45,6 +80,11 @@ class Interval:
     def below(self, value: float = 0.0) -> bool:
         return self.defined and self.high < value
 
+    def scaled(self, factor: float) -> Interval:
+        """The interval of ``factor * statistic`` (bounds swapped for a negative factor)."""
+        lo, hi = factor * self.low, factor * self.high
+        return Interval(factor * self.estimate, min(lo, hi), max(lo, hi), self.level, self.method, self.resamples)
+
     def fmt(self, digits: int = 2, *, signed: bool = False) -> str:
         """``-0.42 [-0.80, -0.05]`` (``[–]`` when the interval is undefined)."""
         spec = f"{'+' if signed else ''}.{digits}f"
@@ -54,6 +94,122 @@ class Interval:
         return f"{est} [{format(self.low, spec)}, {format(self.high, spec)}]"
 
 
+def undefined(estimate: float = float("nan"), level: float = 0.95) -> Interval:
+    """An interval whose bounds cannot be computed (too few models); its estimate may still be known."""
+    return Interval(float(estimate), float("nan"), float("nan"), level, METHOD, RESAMPLES)
+
+
+def t_quantile(level: float, df: float) -> float:
+    """The two-sided ``level`` quantile of Student's t with ``df`` (> 0, real) degrees of freedom."""
+    from scipy.special import stdtrit
+
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level={level!r} must be in (0, 1)")
+    if not df > 0:
+        raise ValueError(f"df={df!r} must be > 0")
+    return float(stdtrit(df, 0.5 + level / 2.0))
+
+
+# ---------------------------------------------------------------------------------------------
+# the method: jackknife over models, Student-t
+# ---------------------------------------------------------------------------------------------
+Keep = tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
+class Jackknife:
+    """A statistic's delete-one replicates: ``replicates[g]`` = ``[n_g]`` values with model ``i`` of
+    population ``g`` left out, ``estimate`` = the value on every model."""
+
+    estimate: float
+    replicates: tuple[np.ndarray, ...]
+
+    @property
+    def variances(self) -> np.ndarray:
+        """``v_g = (n_g - 1) / n_g * sum_i (theta_(g,i) - mean_g)^2`` per population (NaN for ``n_g < 2``)."""
+        out = []
+        for reps in self.replicates:
+            n = len(reps)
+            out.append(float((n - 1) / n * np.sum((reps - reps.mean()) ** 2)) if n >= 2 else float("nan"))
+        return np.array(out)
+
+    @property
+    def se(self) -> float:
+        return float(np.sqrt(self.variances.sum()))
+
+    @property
+    def df(self) -> float:
+        """Satterthwaite's degrees of freedom of ``sum_g v_g``; ``inf`` when every ``v_g`` is 0."""
+        v = self.variances
+        n = np.array([len(r) for r in self.replicates], dtype=np.float64)
+        total = v.sum()
+        if not np.isfinite(total):
+            return float("nan")
+        denom = float(np.sum(v**2 / (n - 1)))
+        return float(total**2 / denom) if denom > 0 else float("inf")
+
+    def interval(self, level: float = 0.95) -> Interval:
+        v = self.variances
+        if not np.isfinite(self.estimate) or not np.all(np.isfinite(v)):
+            return undefined(self.estimate, level)
+        se, df = self.se, self.df
+        half = 0.0 if se == 0 else t_quantile(level, df) * se
+        return Interval(self.estimate, self.estimate - half, self.estimate + half, level, METHOD, RESAMPLES)
+
+
+def jackknife(statistic: Callable[[Keep], float], sizes: Sequence[int]) -> Jackknife:
+    """Evaluate ``statistic(keep)`` on every model and with each model of each population left out.
+
+    Args:
+        statistic: ``keep[g]`` = int array of the kept model indices of population ``g`` (sorted);
+            returns a float (NaN when undefined).
+        sizes: ``n_g``, the number of models of each population the statistic depends on.
+    """
+    sizes = [_check_count(f"sizes[{g}]", n, 1) for g, n in enumerate(sizes)]
+    full = tuple(np.arange(n) for n in sizes)
+    estimate = float(statistic(full))
+    replicates = []
+    for g, n in enumerate(sizes):
+        reps = np.empty(n, dtype=np.float64)
+        for i in range(n):
+            keep = list(full)
+            keep[g] = np.delete(full[g], i)
+            reps[i] = float(statistic(tuple(keep))) if n >= 2 else float("nan")
+        replicates.append(reps)
+    return Jackknife(estimate, tuple(replicates))
+
+
+def over_models(statistic: Callable[[Keep], float], sizes: Sequence[int], *, level: float = 0.95) -> Interval:
+    """**The** interval over models: :func:`jackknife` of ``statistic`` with a Student-t quantile
+    (module docstring). Undefined when a population has one model or a replicate is NaN."""
+    return jackknife(statistic, sizes).interval(level)
+
+
+def mean_over_models(values: np.ndarray, *, level: float = 0.95) -> Interval:
+    """Mean of ``values [M]`` (one per model) with its t-interval (``s / sqrt(M)``, ``M - 1`` df)."""
+    values = np.asarray(values, dtype=np.float64).ravel()
+    return over_models(lambda keep: float(values[keep[0]].mean()), [len(values)], level=level)
+
+
+def difference_over_models(a: np.ndarray, b: np.ndarray, *, level: float = 0.95) -> Interval:
+    """``mean(a) - mean(b)`` of two independent populations (one value per model): Welch's interval."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    return over_models(lambda keep: float(a[keep[0]].mean() - b[keep[1]].mean()), [len(a), len(b)], level=level)
+
+
+def paired_over_models(child: np.ndarray, parent: np.ndarray, *, level: float = 0.95) -> Interval:
+    """Mean of the paired differences ``child - parent`` (one pair per model): the paired t-interval."""
+    child = np.asarray(child, dtype=np.float64)
+    parent = np.asarray(parent, dtype=np.float64)
+    if child.shape != parent.shape or child.ndim != 1:
+        raise ValueError(f"child {child.shape} and parent {parent.shape} must be equal-length 1-d arrays (one pair per entry)")
+    return mean_over_models(child - parent, level=level)
+
+
+# ---------------------------------------------------------------------------------------------
+# the percentile bootstrap (what analyze used before; kept for the coverage comparison)
+# ---------------------------------------------------------------------------------------------
 def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float, float]:
     """The ``level`` percentile interval ``(low, high)`` of bootstrap ``samples`` (NaNs ignored).
 
@@ -73,12 +229,9 @@ def percentile_interval(samples: np.ndarray, level: float = 0.95) -> tuple[float
 def interval(estimate: float, samples: np.ndarray, level: float = 0.95) -> Interval:
     """:class:`Interval` of a point ``estimate`` and its bootstrap ``samples``."""
     low, high = percentile_interval(samples, level)
-    return Interval(float(estimate), low, high, level)
+    return Interval(float(estimate), low, high, level, "percentile bootstrap")
 
 
-# ---------------------------------------------------------------------------------------------
-# bootstrap over models
-# ---------------------------------------------------------------------------------------------
 def _check_count(name: str, value: int, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
         raise ValueError(f"{name}={value!r} must be an integer >= {low}")
@@ -156,11 +309,10 @@ def rank_average(x: np.ndarray) -> np.ndarray:
     order = np.argsort(x, kind="mergesort")
     ranks = np.empty(len(x), dtype=np.float64)
     sorted_x = x[order]
-    # boundaries of runs of equal values
+    # boundaries of runs of equal values; every member of a run gets the run's average rank
     starts = np.flatnonzero(np.r_[True, sorted_x[1:] != sorted_x[:-1]])
     ends = np.r_[starts[1:], len(x)]
-    for s, e in zip(starts, ends):
-        ranks[order[s:e]] = (s + 1 + e) / 2.0
+    ranks[order] = np.repeat((starts + 1 + ends) / 2.0, ends - starts)
     return ranks
 
 

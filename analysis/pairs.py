@@ -7,7 +7,7 @@ finds each parent among the loaded dense runs of the same dataset and method —
 folder, else (run folders copied or downloaded elsewhere) by its run id and seed — and warns about
 every child whose parent is missing, of another dataset/method, pruned, or of another seed. The paired
 accuracy change child − parent (per pair, from both per-sample files) is summarised per One-Shot
-cell by its mean and a bootstrap interval over the pairs (:func:`analysis.stats.paired_difference_interval`).
+cell by its mean and the paired t-interval over the pairs (:func:`analysis.stats.paired_over_models`).
 """
 
 from __future__ import annotations
@@ -19,8 +19,7 @@ from typing import Any
 import numpy as np
 
 from analysis.runs import Run, Setting, Study, method_name
-from analysis.stats import Interval, paired_difference_interval
-from analysis.uncertainty import seed_for
+from analysis.stats import Interval, paired_over_models
 
 
 @dataclass
@@ -62,7 +61,7 @@ def _by_run_id(dense_runs: list[Run], setting: Setting, info: dict[str, Any]) ->
     return matches[0] if len(matches) == 1 else None
 
 
-def pair_children(study: Study, *, n_boot: int = 1000, seed: int = 0, show: Any = str) -> tuple[dict[Setting, CellPairs], list[str]]:
+def pair_children(study: Study, *, show: Any = str) -> tuple[dict[Setting, CellPairs], list[str]]:
     """``({One-Shot setting: CellPairs}, warnings)`` for every population that holds runs with ``parent_run``."""
     by_path = {r.path.resolve(): r for r in study.runs}
     dense_runs = [r for r in study.runs if r.setting.is_dense]
@@ -94,11 +93,11 @@ def pair_children(study: Study, *, n_boot: int = 1000, seed: int = 0, show: Any 
                 continue
             cell.unpaired.append((child, why))
             warnings.append(f"{setting.label()}: One-Shot child {show(child.path)} is not paired: {why}")
-    for setting, cell in cells.items():
+    for cell in cells.values():
         if cell.pairs:
             c = np.array([ch.accuracy for ch, _ in cell.pairs])
             p = np.array([pa.accuracy for _, pa in cell.pairs])
-            cell.delta = paired_difference_interval(c, p, n_boot=n_boot, seed=seed_for(seed, setting.slug(), "pairs"))
+            cell.delta = paired_over_models(c, p)
     return dict(sorted(cells.items())), warnings
 
 

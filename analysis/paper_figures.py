@@ -11,7 +11,10 @@ changes — and a figure is drawn when at least one of its cells exists.
 * ``paper_figure4_pies_oneshot_<dataset>.png`` — PIEs per class of Sup and SCL pruned One-Shot to 30,
   50 and 90 %; the PIEs shared by Sup and SCL in strong colour, the rest of each method's light.
 * ``paper_figure7_pie_classes_<dataset>.png`` — PIEs per class, every sparsity (rows: 30, 50, 70,
-  90 %) x the four columns of Figure 2.
+  90 %) x the four columns of Figure 2, split like Figure 4: shared with the other method (same
+  schedule and sparsity) strong, the rest light.
+
+Colours, the shared/unique convention and class names: :mod:`analysis.figure_base`.
 """
 
 from __future__ import annotations
@@ -20,8 +23,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from analysis.figure_base import Figure, FigureSet, _plt, _png
-from analysis.pies import SettingPies, per_class_counts
+from analysis.figure_base import PIE_COLOR, Figure, FigureSet, _plt, _png, method_color, shared_unique_bars
+from analysis.images import class_labels
+from analysis.pies import SettingPies, per_class_counts, shared_with_other_methods
 from analysis.runs import Setting, Study
 from common.run_folder import method_name, pruning_name
 
@@ -53,9 +57,9 @@ def _find(pies: dict[Setting, SettingPies], dataset: str, method: str, pruning: 
 
 
 # -- Figures 2 and 3 --------------------------------------------------------------------------------
-def _scatter_panel(ax, name: str, x: np.ndarray, y: np.ndarray, pie: np.ndarray, metric: str) -> None:
-    ax.scatter(x[~pie], y[~pie], s=3, color="tab:green", alpha=0.5, linewidths=0, label=f"not PIE ({int((~pie).sum())})")
-    ax.scatter(x[pie], y[pie], s=8, color="tab:red", alpha=0.9, linewidths=0, label=f"PIE ({int(pie.sum())})")
+def _scatter_panel(ax, name: str, method: str, x: np.ndarray, y: np.ndarray, pie: np.ndarray, metric: str) -> None:
+    ax.scatter(x[~pie], y[~pie], s=3, color=method_color(method), alpha=0.3, linewidths=0, label=f"not PIE ({int((~pie).sum())})")
+    ax.scatter(x[pie], y[pie], s=8, color=PIE_COLOR, alpha=0.9, linewidths=0, label=f"PIE ({int(pie.sum())})")
     both = np.concatenate([x, y])
     lo, hi = float(np.nanmin(both)), float(np.nanmax(both))
     ax.plot([lo, hi], [lo, hi], color="black", linewidth=1)
@@ -86,7 +90,7 @@ def _dense_vs_pruned(study: Study, pies: dict[Setting, SettingPies], array: str,
                 _empty(ax, f"{name}\nno {array}")
                 empty.append(f"{name} (no {array})")
                 continue
-            _scatter_panel(ax, f"{name} (n={dense[1]}/{pruned[1]})", dense[0].mean(0), pruned[0].mean(0), pies[setting].flags, metric)
+            _scatter_panel(ax, f"{name} (n={dense[1]}/{pruned[1]})", method, dense[0].mean(0), pruned[0].mean(0), pies[setting].flags, metric)
         fig.suptitle(f"Figure {number} (paper layout) — {metric}, dense vs {round(Q_PANELS_AT * 100)}%, {dataset}", fontsize=11)
         if empty:
             out.missing.append(f"paper Figure {number} for {dataset}: empty panels: {'; '.join(empty)}")
@@ -95,7 +99,7 @@ def _dense_vs_pruned(study: Study, pies: dict[Setting, SettingPies], array: str,
             title=f"Figure {number} in the paper's layout — {metric}, dense vs {round(Q_PANELS_AT * 100)}%, {dataset}",
             how=(f"per test sample, {array} averaged over the dense models (x) and the {round(Q_PANELS_AT * 100)}% models (y)"
                  + (f" (first {first} seeds)" if first else "") + "; panels Sup/GMP, Sup/One-Shot, SCL/GMP, SCL/One-Shot as in "
-                 "the paper; red = PIE; a cell without runs is an empty, labelled panel."),
+                 "the paper; samples in the method's colour, red = PIE; a cell without runs is an empty, labelled panel."),
             png=_png(fig),
         ))  # fmt: skip
     return out
@@ -110,26 +114,17 @@ def figure3(study: Study, pies: dict[Setting, SettingPies]) -> FigureSet:
 
 
 # -- Figures 4 and 7 --------------------------------------------------------------------------------
-def _class_bars(ax, bars: Sequence[tuple[str, np.ndarray, np.ndarray]], title: str) -> None:
-    """Per class, for each method: its PIEs shared with the other method (strong) and the rest (light)."""
-    colors = ("tab:blue", "tab:orange")
-    classes = np.arange(len(bars[0][1]))
-    width = 0.8 / len(bars)
-    for i, (label, shared, total) in enumerate(bars):
-        x = classes - 0.4 + width * (i + 0.5)
-        color = colors[i % len(colors)]
-        ax.bar(x, shared, width, color=color, label=f"{label}: shared")
-        ax.bar(x, total - shared, width, bottom=shared, color=color, alpha=0.3, label=f"{label}: only")
-    ax.set_xticks(classes)
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=6, frameon=False)
-    ax.grid(True, axis="y", alpha=0.3)
-
-
-def _shared_bars(pies: dict[Setting, SettingPies], settings: Sequence[Setting | None]) -> list[tuple[str, np.ndarray, np.ndarray]]:
-    present = [pies[s] for s in settings if s is not None]
-    shared = np.logical_and.reduce([r.flags for r in present]) if len(present) > 1 else np.zeros_like(present[0].flags)
-    return [(f"{method_name(r.setting.method)} ({r.count})", per_class_counts(shared, r.labels, r.num_classes), r.per_class) for r in present]
+def _bars(pies: dict[Setting, SettingPies], settings: Sequence[Setting | None]) -> list[tuple[str, str, np.ndarray | None, np.ndarray]]:
+    """Per present setting: (method, label, PIEs shared with the other methods of its cell per class or None, all per class)."""
+    shared_of = shared_with_other_methods(pies)
+    out = []
+    for s in settings:
+        if s is None:
+            continue
+        r, shared = pies[s], shared_of[s]
+        out.append((s.method, f"{method_name(s.method)} ({r.count})",
+                    None if shared is None else per_class_counts(shared, r.labels, r.num_classes), r.per_class))  # fmt: skip
+    return out
 
 
 def figure4(study: Study, pies: dict[Setting, SettingPies]) -> FigureSet:
@@ -138,7 +133,9 @@ def figure4(study: Study, pies: dict[Setting, SettingPies]) -> FigureSet:
         cols = [[_find(pies, dataset, m, "oneshot", s) for m in ("sup", "supcon")] for s in FIG4_SPARSITIES]
         if not any(any(c) for c in cols):
             continue
-        fig, axes = _grid(1, len(FIG4_SPARSITIES), 4.6, 3.6)
+        c = max(pies[s].num_classes for col in cols for s in col if s is not None)
+        names, source = class_labels(study, dataset, c)
+        fig, axes = _grid(1, len(FIG4_SPARSITIES), 4.8, 4.0)
         empty = []
         for ax, sparsity, settings in zip(axes[0], FIG4_SPARSITIES, cols):
             name = f"One-Shot {round(sparsity * 100)}%"
@@ -147,14 +144,17 @@ def figure4(study: Study, pies: dict[Setting, SettingPies]) -> FigureSet:
                 empty.append(name)
                 continue
             lacking = [method_name(m) for m, s in zip(("sup", "supcon"), settings) if s is None]
-            _class_bars(ax, _shared_bars(pies, settings), name + (f" (no {lacking[0]} runs: nothing shared)" if lacking else ""))
+            shared_unique_bars(ax, _bars(pies, settings), names)
+            ax.set_title(name + (f" (no {lacking[0]} runs: nothing shared)" if lacking else ""), fontsize=9)
+            ax.legend(fontsize=6, frameon=False)
         fig.suptitle(f"Figure 4 (paper layout) — PIEs per class, One-Shot, Sup and SCL, {dataset}", fontsize=11)
         if empty:
             out.missing.append(f"paper Figure 4 for {dataset}: empty panels: {'; '.join(empty)}")
         out.figures.append(Figure(
             name=f"paper_figure4_pies_oneshot_{dataset}.png",
             title=f"Figure 4 in the paper's layout — PIEs per class, One-Shot 30/50/90%, {dataset}",
-            how="PIEs by true class for Sup and SCL pruned One-Shot; strong colour = PIEs of both methods (shared), light = of one only.",
+            how=("PIEs by true class for Sup and SCL pruned One-Shot, each method in its colour; strong = PIEs of both methods "
+                 f"(shared), light = of one only; classes: {source}."),
             png=_png(fig),
         ))  # fmt: skip
     return out
@@ -166,7 +166,9 @@ def figure7(study: Study, pies: dict[Setting, SettingPies]) -> FigureSet:
         grid = [[_find(pies, dataset, m, p, s) for m, p in COLUMNS] for s in FIG7_SPARSITIES]
         if not any(any(row) for row in grid):
             continue
-        fig, axes = _grid(len(FIG7_SPARSITIES), len(COLUMNS), 3.4, 2.6)
+        c = max(pies[s].num_classes for row in grid for s in row if s is not None)
+        names, source = class_labels(study, dataset, c)
+        fig, axes = _grid(len(FIG7_SPARSITIES), len(COLUMNS), 3.6, 3.0)
         empty = 0
         for i, sparsity in enumerate(FIG7_SPARSITIES):
             for j, (method, pruning) in enumerate(COLUMNS):
@@ -176,18 +178,18 @@ def figure7(study: Study, pies: dict[Setting, SettingPies]) -> FigureSet:
                     _empty(ax, f"{name}\nno runs")
                     empty += 1
                     continue
-                r = pies[setting]
-                ax.bar(np.arange(r.num_classes), r.per_class, color="tab:red")
-                ax.set_xticks(np.arange(r.num_classes))
-                ax.set_title(f"{name} ({r.count})", fontsize=8)
-                ax.grid(True, axis="y", alpha=0.3)
+                shared_unique_bars(ax, _bars(pies, [setting]), names)
+                ax.set_title(f"{name} ({pies[setting].count})", fontsize=8)
+                ax.legend(fontsize=5, frameon=False)
         fig.suptitle(f"Figure 7 (paper layout) — PIEs per class, every sparsity, {dataset}", fontsize=11)
         if empty:
             out.missing.append(f"paper Figure 7 for {dataset}: {empty} of {len(FIG7_SPARSITIES) * len(COLUMNS)} panels empty (no runs)")
         out.figures.append(Figure(
             name=f"paper_figure7_pie_classes_{dataset}.png",
             title=f"Figure 7 in the paper's layout — PIEs per class, {dataset}",
-            how="PIEs by true class, rows = sparsity 30/50/70/90%, columns = Sup/GMP, Sup/One-Shot, SCL/GMP, SCL/One-Shot; empty = no runs.",
+            how=("PIEs by true class, rows = sparsity 30/50/70/90%, columns = Sup/GMP, Sup/One-Shot, SCL/GMP, SCL/One-Shot, each "
+                 "method in its colour; strong = also a PIE of the other method pruned with the same schedule to the same "
+                 f"sparsity (shared), light = of this method only; empty = no runs; classes: {source}."),
             png=_png(fig),
         ))  # fmt: skip
     return out

@@ -175,6 +175,76 @@ FINDINGS = {
 }
 
 
+# ---------------------------------------------------------------------------------------------
+# the paper's effect sizes: the order a finding's sub-claim must reach to be "supported"
+# ---------------------------------------------------------------------------------------------
+#: "of the order the paper reports" = within this factor of the paper's effect, either way
+ORDER = 3.0
+#: F4's "PD does not predict the pruned PD well for SCL": the paper prints no ρ (its Figure 3 is a
+#: scatter), so we read "not well" as ρ below this value (less than half of the rank variance, ρ² < 0.5)
+F4_RHO_NOT_WELL = 0.7
+
+
+def _acc(method: str, pruning: str, percent: int) -> float | None:
+    cell = TABLE1.get((method, "dense", 0) if pruning == "dense" else (method, pruning, percent))
+    return None if cell is None else cell.acc_mean
+
+
+def _pies(method: str, pruning: str, percent: int) -> int | None:
+    cell = TABLE1.get((method, pruning, percent))
+    return None if cell is None else cell.pies
+
+
+def _q(method: str, pruning: str, percent: int) -> float | None:
+    cell = TABLE4_5.get((method, *_column(pruning, percent)))
+    return None if cell is None else cell.q
+
+
+def effect_f1_accuracy(pruning: str, percent: int) -> float | None:
+    """SCL's accuracy drop − Sup's (points; drop = dense − pruned), Table 1."""
+    acc = [_acc(m, p, percent) for m in ("supcon", "sup") for p in ("dense", pruning)]
+    if any(a is None for a in acc):
+        return None
+    scl_dense, scl, sup_dense, sup = (float(a) for a in acc)  # type: ignore[arg-type]
+    return (scl_dense - scl) - (sup_dense - sup)
+
+
+def effect_f1_pies(pruning: str, percent: int) -> float | None:
+    """SCL's PIEs / Sup's − 1 (30 vs 30 models), Table 1."""
+    scl, sup = _pies("supcon", pruning, percent), _pies("sup", pruning, percent)
+    return None if scl is None or not sup else scl / sup - 1.0
+
+
+def effect_f2_accuracy(later: str, percent: int) -> float | None:
+    """SCL's accuracy under the later schedule − under GMP (points), Table 1."""
+    lat, gmp = _acc("supcon", later, percent), _acc("supcon", "gmp", percent)
+    return None if lat is None or gmp is None else lat - gmp
+
+
+def effect_f2_pies(later: str, percent: int) -> float | None:
+    """SCL's PIEs under GMP / under the later schedule − 1, Table 1."""
+    gmp, lat = _pies("supcon", "gmp", percent), _pies("supcon", later, percent)
+    return None if gmp is None or not lat else gmp / lat - 1.0
+
+
+def effect_q_relative(method: str, pruning: str, percent: int) -> float | None:
+    """A method's mean Q-Score pruned / dense − 1, Tables 4/5."""
+    dense, pruned = _q(method, "dense", 0), _q(method, pruning, percent)
+    return None if dense is None or pruned is None else pruned / dense - 1.0
+
+
+def effect_f3_gap(pruning: str, percent: int) -> float | None:
+    """|SCL's relative Q-Score change| − |Sup's|, Tables 4/5."""
+    scl, sup = effect_q_relative("supcon", pruning, percent), effect_q_relative("sup", pruning, percent)
+    return None if scl is None or sup is None else abs(scl) - abs(sup)
+
+
+def effect_pd_gap(method: str, pruning: str, percent: int) -> float | None:
+    """Mean PD of PIEs − of non-PIEs (pruned models, 5 per cell), Table 6."""
+    cell = TABLE6.get((method, pruning, percent))
+    return None if cell is None else cell.pies - cell.non_pies
+
+
 def matches(dataset: str) -> bool:
     """Whether runs on ``dataset`` are comparable with the paper's numbers (CIFAR-10 only)."""
     return dataset == DATASET
@@ -230,6 +300,15 @@ def unavailable(table: str, cells: list[tuple[str, str, str, int]]) -> list[str]
 
 __all__ = [
     "AVAILABLE",
+    "F4_RHO_NOT_WELL",
+    "ORDER",
+    "effect_f1_accuracy",
+    "effect_f1_pies",
+    "effect_f2_accuracy",
+    "effect_f2_pies",
+    "effect_f3_gap",
+    "effect_pd_gap",
+    "effect_q_relative",
     "FINDINGS",
     "MAIN_SPARSITIES",
     "MODELS_PER_CELL",

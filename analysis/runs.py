@@ -91,6 +91,8 @@ class Study:
     included_anyway: list[Problem] = field(default_factory=list)
     left_out: list[Problem] = field(default_factory=list)
     pd_models: int = PD_MODELS
+    #: per dataset, (class names or None, where from): filled on first use by analysis.images.class_labels
+    class_names: dict[str, tuple[list[str] | None, str]] = field(default_factory=dict)
 
     @property
     def datasets(self) -> list[str]:

@@ -7,11 +7,13 @@
 * ``pies_shared``, ``pies_per_class`` — PIEs shared between two methods at the same setting vs unique,
   and the per-class PIE distribution (the numbers behind the PIE bar figures).
 * ``populations`` — what was aggregated: models, seeds, status, epochs, backbone, achieved sparsity.
-* ``pies_uncertainty`` — per pruned cell: PIE count with its bootstrap interval, the count at equal
-  population sizes, the count of ``h`` vs ``h`` models beside the noise floor of its dense population.
+* ``pies_uncertainty`` — per pruned cell: the PIEs of ``h`` pruned vs ``h`` dense models beside the noise
+  floor of ``h`` vs ``h`` dense models, the excess with its interval over models, and the PIE set's count.
 * ``oneshot_pairs`` — One-Shot children vs their dense parents: the paired accuracy change.
 
-Intervals are 95% bootstrap percentile intervals over models (:mod:`analysis.uncertainty`).
+Intervals are 95% intervals over models: the jackknife over models with a Student-t quantile
+(:func:`analysis.intervals.over_models`; :mod:`analysis.uncertainty`). Every PIE count compared with a
+noise floor is at the floor's population size.
 
 Every cell names how many models it aggregates (``n=``). Two kinds of std appear, and each table
 says which: **over models** (Table 1 accuracy; sample std, ddof=1, undefined for one model) and
@@ -60,7 +62,7 @@ def all_tables(
         tables.append(pies_uncertainty(study, stats))
     if pairs:
         tables.append(oneshot_pairs(pairs, show=show))
-    tables += [table4_5(study, stats), table6(study, pies, stats), pies_shared(shared, stats), pies_per_class(pies)]
+    tables += [table4_5(study, stats), table6(study, pies, stats), pies_shared(shared, stats), pies_per_class(pies, study)]
     return tables
 
 

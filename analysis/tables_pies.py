@@ -4,9 +4,10 @@ PIE bar figures. "Shared with other methods" has one definition, :func:`analysis
 
 from __future__ import annotations
 
+from analysis.images import class_labels
 from analysis.pies import SettingPies, SharedPies, per_class_counts, shared_with_other_methods
-from analysis.runs import Setting
-from analysis.tables_render import DASH, Record, Table, _key, _render, _setting_key, _with_floor
+from analysis.runs import Setting, Study
+from analysis.tables_render import DASH, PIE_SET_NOTE, Record, Table, _key, _render, _setting_key, pie_set_text
 from analysis.uncertainty import StudyStats
 from common.run_folder import method_name, pruning_name
 
@@ -33,8 +34,8 @@ def pies_shared(shared: list[SharedPies], stats: StudyStats | None = None) -> Ta
         a, b = r["_a"], r["_b"]
         return [
             pruning_name(a.pruning), f"{a.percent}%", f"{method_name(a.method)} ∩ {method_name(b.method)}",
-            f"{_with_floor(r['pies_a'], a, stats)} (n={r['n_models_a']})",
-            f"{_with_floor(r['pies_b'], b, stats)} (n={r['n_models_b']})",
+            pie_set_text(r["pies_a"], a, stats) if stats is not None else f"{r['pies_a']} (n={r['n_models_a']})",
+            pie_set_text(r["pies_b"], b, stats) if stats is not None else f"{r['pies_b']} (n={r['n_models_b']})",
             str(r["shared"]), str(r["only_a"]), str(r["only_b"]), DASH if not r["_union"] else f"{r['jaccard']:.2f}",
         ]  # fmt: skip
 
@@ -43,7 +44,8 @@ def pies_shared(shared: list[SharedPies], stats: StudyStats | None = None) -> Ta
         "PIEs shared between methods at the same sparsity",
         (
             "for two methods pruned with the same schedule to the same sparsity, shared = PIE under both "
-            "(A ∩ B), only A = A ∖ B, only B = B ∖ A, Jaccard = shared / union; n = dense/pruned models."
+            "(A ∩ B), only A = A ∖ B, only B = B ∖ A, Jaccard = shared / union, of the PIE sets of all models. "
+            + PIE_SET_NOTE
         ),
         ["dataset", "pruning", "sparsity", "method_a", "method_b", "pies_a", "pies_b", "shared",
          "only_a", "only_b", "jaccard", "n_models_a", "n_models_b"],  # fmt: skip
@@ -53,7 +55,7 @@ def pies_shared(shared: list[SharedPies], stats: StudyStats | None = None) -> Ta
     )
 
 
-def pies_per_class(pies: dict[Setting, SettingPies]) -> Table:
+def pies_per_class(pies: dict[Setting, SettingPies], study: Study | None = None) -> Table:
     """Per-class PIE counts (by true label) for every pruned setting, split into shared / unique."""
     shared_of = shared_with_other_methods(pies)
     records: list[Record] = []
@@ -86,11 +88,19 @@ def pies_per_class(pies: dict[Setting, SettingPies]) -> Table:
         "pies_per_class",
         "PIEs per class",
         (
-            "PIEs counted by their true label; '(k shared)' = also a PIE of another method pruned with the same "
-            "schedule to the same sparsity; n = dense/pruned models."
+            "PIEs of the set of all models counted by their true label; '(k shared)' = also a PIE of another method pruned "
+            "with the same schedule to the same sparsity; n = dense/pruned models; columns: the dataset's class names "
+            "(the datamodule's class_names) where it has them, else class indices."
         ),
         ["dataset", "method", "pruning", "sparsity", "class", "pies", "shared", "unique"],
         records,
-        header=lambda dataset, mine: ["setting", "n", *[f"class {c}" for c in range(mine[0]["_result"].num_classes)], "total"],
+        header=lambda dataset, mine: ["setting", "n", *_class_columns(study, dataset, mine[0]["_result"].num_classes), "total"],
         rows=rows,
     )
+
+
+def _class_columns(study: Study | None, dataset: str, num_classes: int) -> list[str]:
+    if study is None:
+        return [f"class {c}" for c in range(num_classes)]
+    names, _ = class_labels(study, dataset, num_classes)
+    return [f"{c}: {name}" if name != str(c) else f"class {c}" for c, name in enumerate(names)]

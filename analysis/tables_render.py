@@ -171,10 +171,26 @@ def _seeds_text(seeds: Sequence[int | str | None]) -> str:
     return ", ".join("?" if s is None else str(s) for s in seeds)
 
 
-def _with_floor(count: int, setting: Setting, stats: StudyStats | None) -> str:
-    """``101 · floor 102.4 (96–128)``: a PIE count with its dense population's noise floor beside it."""
-    floor = None if stats is None else stats.floors.get(setting.dense)
-    return str(count) if floor is None else f"{count} · floor {floor.fmt()}"
+def pie_set_text(count: int, setting: Setting, stats: StudyStats | None) -> str:
+    """``404 (all 5 vs 5) · 2 vs 2: 534.6 vs floor 414.5``: the count of a PIE set (all dense vs all
+    pruned models, the paper's definition; there is no floor of that size) with, beside it, the
+    like-for-like pair: ``h`` pruned vs ``h`` dense models and the noise floor ``h`` vs ``h``."""
+    cell = None if stats is None else stats.cells.get(setting)
+    if cell is None:
+        return str(count)
+    text = f"{count} (all {cell.n_dense} vs {cell.n_pruned})"
+    if cell.pies is None:
+        return f"{text} · no floor (too few models)"
+    p = cell.pies
+    return f"{text} · {p.h} vs {p.h}: {p.pruned_mean:.1f} vs floor {p.floor_mean:.1f}"
+
+
+#: the note under every table that prints a PIE set's count
+PIE_SET_NOTE = (
+    "PIE set = all dense vs all pruned models (the paper's definition, what the table splits samples by); its count "
+    "has no noise floor of its own size (that needs twice as many dense models), so beside it: h pruned vs h dense "
+    "models and the floor of h vs h other dense models, the like-for-like comparison (Table 1, pies_uncertainty)."
+)
 
 
 def _no_paper(dataset: str) -> str:

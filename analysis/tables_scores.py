@@ -8,9 +8,10 @@ import numpy as np
 from analysis import reference
 from analysis.pies import SettingPies
 from analysis.runs import Setting, Study
-from analysis.stats import Interval, bootstrap_indices, bootstrap_means, interval
+from analysis.stats import Interval, mean_over_models
 from analysis.tables_render import (
     DASH,
+    PIE_SET_NOTE,
     Record,
     Table,
     _key,
@@ -18,11 +19,11 @@ from analysis.tables_render import (
     _render,
     _seeds_text,
     _setting_key,
-    _with_floor,
     fmt,
+    pie_set_text,
     sample_mean_std,
 )
-from analysis.uncertainty import LEVEL, StudyStats, seed_for
+from analysis.uncertainty import LEVEL, StudyStats
 
 # ---------------------------------------------------------------------------------------------
 # Tables 4/5
@@ -30,12 +31,13 @@ from analysis.uncertainty import LEVEL, StudyStats, seed_for
 Q_ARRAYS = (("q_score", "Q"), ("z_score", "Z"), ("l1_norm", "‖ĥ‖₁"))
 
 
-def _minus_paper(estimate: float | None, boot: np.ndarray | None, paper: float, level: float) -> Interval | None:
-    """Ours − the paper's value, with the percentile interval of our bootstrap over models (None
-    without a bootstrap: no stats, or too few models)."""
-    if estimate is None or boot is None or not np.isfinite(estimate):
+def _minus_paper(values: np.ndarray | None, paper: float, level: float) -> Interval | None:
+    """Our mean of per-model ``values`` − the paper's value, with the t-interval over our models (None
+    without them)."""
+    if values is None or len(values) < 1:
         return None
-    return interval(estimate - paper, np.asarray(boot) - paper, level)
+    ci = mean_over_models(np.asarray(values, dtype=np.float64), level=level)
+    return Interval(ci.estimate - paper, ci.low - paper, ci.high - paper, level, ci.method, ci.resamples)
 
 
 def _diff_text(diff: Interval | None, estimate: float | None, paper: float) -> str:
@@ -69,9 +71,8 @@ def table4_5(study: Study, stats: StudyStats | None = None) -> Table:
                 mean, std = sample_mean_std(values.mean(axis=0))
                 record.update({f"{name}_mean": mean, f"{name}_std": std, f"{name}_n_models": n})
             ref = reference.table4_5(dataset, setting.method, setting.pruning, setting.percent)
-            boot = stats.model_values_boot(pop, "q_score") if stats is not None and setting in stats.populations else None
-            diff = None if ref is None else _minus_paper(record["q_score_mean"], None if boot is None else boot[1], ref.q,
-                                                         stats.level if stats else LEVEL)  # fmt: skip
+            values = stats.model_values(pop, "q_score") if stats is not None else None
+            diff = None if ref is None else _minus_paper(values, ref.q, stats.level if stats else LEVEL)
             for name, attr in (("q", "q"), ("z", "z"), ("l1", "l1")):
                 record[f"paper_{name}"] = None if ref is None else getattr(ref, attr)
                 record[f"paper_{name}_std"] = None if ref is None else getattr(ref, f"{attr}_std")
@@ -101,7 +102,7 @@ def table4_5(study: Study, stats: StudyStats | None = None) -> Table:
         if not reference.matches(dataset):
             return [_no_paper(dataset)]
         return ["paper: Tables 4 (SCL) and 5 (Sup), 30 models per cell, every cell it prints (no ΔGMP column); ours − paper: "
-                "our mean Q − the paper's, interval from the bootstrap over our models (the paper's own spread not included)"]
+                "our mean Q − the paper's, the t-interval over our models (the paper's own spread not included)"]
 
     columns = ["dataset", "method", "pruning", "sparsity", "n_samples"]
     for name, _ in Q_ARRAYS:
@@ -130,16 +131,13 @@ def table4_5(study: Study, stats: StudyStats | None = None) -> Table:
 PD_WHICH = ("pruned", "dense")
 
 
-def _pd_minus_paper(
-    values: np.ndarray, mask: np.ndarray, mean: float, paper: float, stats: StudyStats | None, setting: Setting, part: str
-) -> Interval | None:
-    """Our mean PD over the ``mask`` samples − the paper's, with a bootstrap over our PD models (rows of
-    ``values [models, N]``): each row resamples the models, averages them per sample, then over the mask."""
+def _pd_minus_paper(values: np.ndarray, mask: np.ndarray, paper: float, stats: StudyStats | None) -> Interval | None:
+    """Our mean PD over the ``mask`` samples − the paper's, with the t-interval over our PD models (rows
+    of ``values [models, N]``: each model's mean over the mask; their mean is the mean over the mask of
+    the per-sample model mean)."""
     if stats is None or values.shape[0] < 2 or not mask.any():
         return None
-    idx = bootstrap_indices(values.shape[0], stats.n_boot, seed_for(stats.seed, setting.slug(), f"pd_{part}"))
-    boot = bootstrap_means(values[:, mask].mean(axis=1), idx)  # = mean over the mask of the per-sample model mean
-    return interval(mean - paper, boot - paper, stats.level)
+    return _minus_paper(values[:, mask].mean(axis=1), paper, stats.level)
 
 
 def table6(study: Study, pies: dict[Setting, SettingPies], stats: StudyStats | None = None) -> Table:
@@ -166,7 +164,7 @@ def table6(study: Study, pies: dict[Setting, SettingPies], stats: StudyStats | N
                     record.update({f"pd_{part}_{which}_mean": mean, f"pd_{part}_{which}_std": std})
                     if which == "pruned" and ref is not None:  # the paper reports the pruned models' PD
                         paper = getattr(ref, part)
-                        diff = _pd_minus_paper(stacked[0], mask, mean, paper, stats, setting, part)
+                        diff = _pd_minus_paper(stacked[0], mask, paper, stats)
                         record.update({f"paper_pd_{part}": paper, f"paper_pd_{part}_std": getattr(ref, f"{part}_std")})
                         record.update(_diff_record(f"pd_{part}", diff, mean, paper))
                         record[f"_diff_{part}"] = diff
@@ -178,7 +176,8 @@ def table6(study: Study, pies: dict[Setting, SettingPies], stats: StudyStats | N
 
     def header(dataset: str, _: list[Record]) -> list[str]:
         out = [
-            "setting", "PIEs", f"PD of PIEs (pruned models, first {n_pd} seeds)", f"PD of non-PIEs (pruned models, first {n_pd} seeds)",
+            "setting", "PIEs: set of all models · h vs h beside its floor", f"PD of PIEs (pruned models, first {n_pd} seeds)",
+            f"PD of non-PIEs (pruned models, first {n_pd} seeds)",
             f"PD of PIEs (dense models, first {n_pd} seeds)", f"PD of non-PIEs (dense models, first {n_pd} seeds)", "PD models (seeds)",
         ]  # fmt: skip
         paper = ["paper PD of PIEs / non-PIEs (mean ± std)", "PD of PIEs ours − paper [95%]", "PD of non-PIEs ours − paper [95%]"]
@@ -186,7 +185,7 @@ def table6(study: Study, pies: dict[Setting, SettingPies], stats: StudyStats | N
 
     def row(r: Record) -> list[str]:
         setting: Setting = r["_setting"]
-        out = [setting.label(dataset=False), _with_floor(r["pies"], setting, stats)]
+        out = [setting.label(dataset=False), pie_set_text(r["pies"], setting, stats)]
         used: list[str] = []
         for which in PD_WHICH:
             n = r[f"pd_n_models_{which}"]
@@ -225,7 +224,9 @@ def table6(study: Study, pies: dict[Setting, SettingPies], stats: StudyStats | N
             out.append(_no_paper(dataset))
         else:
             out.append("paper: Table 6 (PD of the pruned models, 5 per cell), every cell it prints (no ΔGMP column); ours − paper "
-                       "with the interval of a bootstrap over our PD models")  # fmt: skip
+                       "with the t-interval over our PD models")  # fmt: skip
+        if stats is not None:
+            out.append(PIE_SET_NOTE)
         if any(not any(run.has("pd_score") for run in pop.runs) for pop in study.of(dataset).values()):
             out.append("'no pd_score': those runs were trained without the callbacks.metrics.PredictionDepth callback")
         return out

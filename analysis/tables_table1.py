@@ -6,6 +6,7 @@ from __future__ import annotations
 from analysis import reference
 from analysis.pies import SettingPies
 from analysis.runs import Population, Setting, Study
+from analysis.stats import METHOD_TEXT
 from analysis.tables_render import DASH, Record, Table, _key, _no_paper, _render, fmt, model_mean_std, schedule_label
 from analysis.uncertainty import CellStats, StudyStats
 from common.run_folder import DENSE, method_key
@@ -26,22 +27,22 @@ def _columns(pops: dict[Setting, Population]) -> list[tuple[str, str | None]]:
 # Table 1
 # ---------------------------------------------------------------------------------------------
 def _pie_cell(result: SettingPies, cell: CellStats | None) -> str:
+    """``2 vs 2: 534.6 · floor 414.5 · excess +120.1 [+80.0, +160.2] · all 5 vs 5: 404``."""
+    every = f"all {result.n_dense} vs {result.n_pruned}: {result.count}"
     if cell is None:
-        return f"{result.count} (n={result.n_dense} dense / {result.n_pruned} pruned)"
-    text = f"{result.count} [{cell.pies.low:.0f}, {cell.pies.high:.0f}] (n={result.n_dense} dense / {result.n_pruned} pruned)"
-    if cell.matched is not None:
-        text += f" · at {cell.matched.size}/{cell.matched.size}: {cell.matched.mean:.1f}"
-    if cell.floor is not None:
-        text += f" · floor {cell.floor.fmt()}"
-    return text
+        return every
+    if cell.pies is None:
+        return f"no floor (too few models) · {every}"
+    p = cell.pies
+    return f"{p.h} vs {p.h}: {p.pruned_mean:.1f} · floor {p.floor_mean:.1f} · excess {p.excess.fmt(1, signed=True)} · {every}"
 
 
 def _floor_cell(setting: Setting, has_runs: bool, stats: StudyStats | None) -> str:
     floor = stats.floors.get(setting) if stats is not None else None
     if floor is not None:
-        return f"floor {floor.fmt()} ({floor.half} vs {floor.half} models)"
+        return f"floor {floor.fmt()} ({floor.h} vs {floor.h} models)"
     if has_runs and stats is not None:
-        return f"{DASH} (noise floor needs ≥ 4 dense models)"
+        return f"{DASH} (noise floor needs ≥ 3 dense models)"
     return DASH
 
 
@@ -66,20 +67,22 @@ def _table1_cells(setting: Setting, record: Record | None, stats: StudyStats | N
         else:
             pie = _pie_cell(result, record["_cell"] if record is not None else None)
         if ref is not None and ref.pies is not None:
-            pie += f" · paper {ref.pies}"
+            pie += f" · paper (all 30 vs 30) {ref.pies}"
     return [acc, pie]
 
 
 def table1(study: Study, pies: dict[Setting, SettingPies], stats: StudyStats | None = None) -> Table:
-    """Test accuracy mean ± std (over models), its change vs dense with a 95% interval, and the PIE
-    count with its interval, the equal-size count and the noise floor, per sparsity and (method, schedule)."""
+    """Test accuracy mean ± std (over models), its change vs dense with a 95% interval over models, and
+    the PIEs of h pruned vs h dense models beside the noise floor of the same h, their excess with its
+    interval, and the PIE set of all models, per sparsity and (method, schedule)."""
     records: list[Record] = []
     for dataset in study.datasets:
         for setting, pop in study.of(dataset).items():
             mean, std = model_mean_std(pop.accuracies())
             result = pies.get(setting)
             cell = stats.cells.get(setting) if stats is not None else None
-            floor = None if stats is None else stats.floors.get(setting.dense)
+            pie = None if cell is None else cell.pies
+            floor = None if stats is None or not setting.is_dense else stats.floors.get(setting)
             ref = reference.table1(dataset, setting.method, setting.pruning, setting.percent)
             records.append(
                 {
@@ -90,14 +93,15 @@ def table1(study: Study, pies: dict[Setting, SettingPies], stats: StudyStats | N
                     "acc_diff_high": None if cell is None else cell.acc_diff.high,
                     "n_dense": None if result is None else result.n_dense,
                     "pies": None if result is None else result.count,
-                    "pies_low": None if cell is None else cell.pies.low,
-                    "pies_high": None if cell is None else cell.pies.high,
-                    "pies_equal_n": None if cell is None or cell.matched is None else cell.matched.mean,
-                    "equal_n": None if cell is None or cell.matched is None else cell.matched.size,
-                    "noise_floor_mean": None if floor is None else floor.mean,
-                    "noise_floor_min": None if floor is None else floor.low,
-                    "noise_floor_max": None if floor is None else floor.high,
-                    "noise_floor_half": None if floor is None else floor.half,
+                    "h": pie.h if pie is not None else floor.h if floor is not None else None,
+                    "pies_h": None if pie is None else pie.pruned_mean,
+                    "noise_floor_mean": pie.floor_mean if pie is not None else floor.mean if floor is not None else None,
+                    "noise_floor_min": int(pie.floor.min()) if pie is not None else int(floor.counts.min()) if floor is not None else None,
+                    "noise_floor_max": int(pie.floor.max()) if pie is not None else int(floor.counts.max()) if floor is not None else None,
+                    "excess": None if pie is None else pie.excess.estimate,
+                    "excess_low": None if pie is None else pie.excess.low,
+                    "excess_high": None if pie is None else pie.excess.high,
+                    "above_floor": None if cell is None or cell.above_floor is None else bool(cell.above_floor),
                     "paper_acc_mean": None if ref is None else ref.acc_mean,
                     "paper_acc_std": None if ref is None else ref.acc_std,
                     "paper_pies": None if ref is None else ref.pies,
@@ -131,16 +135,16 @@ def table1(study: Study, pies: dict[Setting, SettingPies], stats: StudyStats | N
         out = []
         if stats is not None:
             out.append(
-                "Δ = mean accuracy pruned − dense in points, [95% bootstrap interval] over models (each population "
-                f"resampled with replacement, {stats.n_boot} resamples); PIEs [95% bootstrap interval] over models "
-                "(a resample repeats some models, so its modes are noisier and the interval usually lies above the count); "
-                "'at k/k' = PIEs with both populations subsampled to the smaller size k (mean over draws), when they differ."
+                f"Δ = mean accuracy pruned − dense in points; [ ] = {METHOD_TEXT} (Welch's interval for a difference of means)."
             )
             out.append(
-                f"floor = noise floor of the method's dense population: PIEs between two disjoint random halves of it, "
-                f"mean (min–max) over {stats.n_splits} splits (dense row: half size). Measured with half as many models "
-                "as the full population, it is larger than the floor of the full size, so a PIE count means something "
-                "only well above it (see tables/pies_uncertainty for the like-for-like comparison)."
+                "PIEs: h vs h = PIEs of h pruned models against h dense models, floor = PIEs of h dense models against h "
+                "other dense models (the noise floor), both at the same h = min((dense − 1) // 2, pruned − 1), from the same "
+                "dense subsets drawn without replacement (every subset when there are few, else "
+                f"{stats.n_splits} random matched splits); excess = h vs h − floor with its interval over models; "
+                "all d vs p = the PIE set of every model (the paper's count, what Table 6 and the figures split by), which "
+                "has no floor of its size (that would need twice as many dense models). Dense row: its floor at its own h, "
+                "mean (min–max) over the subset pairs."
             )
         if not reference.matches(dataset):
             out.append(_no_paper(dataset))
@@ -160,8 +164,8 @@ def table1(study: Study, pies: dict[Setting, SettingPies], stats: StudyStats | N
         ),
         [
             "dataset", "method", "pruning", "sparsity", "n_models", "seeds", "acc_mean", "acc_std",
-            "acc_diff", "acc_diff_low", "acc_diff_high", "n_dense", "pies", "pies_low", "pies_high",
-            "pies_equal_n", "equal_n", "noise_floor_mean", "noise_floor_min", "noise_floor_max", "noise_floor_half",
+            "acc_diff", "acc_diff_low", "acc_diff_high", "n_dense", "pies", "h", "pies_h", "noise_floor_mean",
+            "noise_floor_min", "noise_floor_max", "excess", "excess_low", "excess_high", "above_floor",
             "paper_acc_mean", "paper_acc_std", "paper_pies",
         ],  # fmt: skip
         records,

@@ -1,7 +1,7 @@
-"""The uncertainty tables beside Table 1: ``pies_uncertainty`` (per pruned cell: the PIE count with its
-bootstrap interval, the count at equal population sizes, ``h`` vs ``h`` models beside the noise floor
-of its dense population) and ``oneshot_pairs`` (One-Shot children vs their dense parents: the paired
-accuracy change)."""
+"""The uncertainty tables beside Table 1: ``pies_uncertainty`` (per pruned cell: the PIEs of ``h``
+pruned vs ``h`` dense models beside the noise floor of ``h`` vs ``h`` dense models, the excess with
+its interval over models, the verdict) and ``oneshot_pairs`` (One-Shot children vs their dense
+parents: the paired accuracy change)."""
 
 from __future__ import annotations
 
@@ -12,68 +12,81 @@ import numpy as np
 
 from analysis.pairs import CellPairs
 from analysis.runs import Setting, Study
+from analysis.stats import METHOD_TEXT
 from analysis.tables_render import DASH, Record, Table, _key, _render, _setting_key, fmt, model_mean_std
 from analysis.uncertainty import CellStats, StudyStats
 
 
+def _range(counts: np.ndarray) -> str:
+    return f"{counts.mean():.1f} ({int(counts.min())}–{int(counts.max())})"
+
+
 def pies_uncertainty(study: Study, stats: StudyStats) -> Table:
-    """Per pruned cell: is its PIE count more than the noise of a finite population of models?"""
+    """Per pruned cell: are its PIEs more than the noise of a finite population of models, at one size?"""
     records: list[Record] = []
     for setting in sorted(stats.cells, key=_setting_key):
         cell = stats.cells[setting]
+        p = cell.pies
         records.append(
             {
-                **_key(setting), "n_dense": cell.n_dense, "n_pruned": cell.n_pruned, "pies": int(cell.pies.estimate),
-                "pies_low": cell.pies.low, "pies_high": cell.pies.high,
-                "pies_equal_n": None if cell.matched is None else cell.matched.mean,
-                "equal_n": None if cell.matched is None else cell.matched.size,
-                "half": None if cell.half is None else cell.half.size,
-                "pies_half_mean": None if cell.half is None else cell.half.mean,
-                "pies_half_min": None if cell.half is None else cell.half.low,
-                "pies_half_max": None if cell.half is None else cell.half.high,
-                "noise_floor_mean": None if cell.floor is None else cell.floor.mean,
-                "noise_floor_min": None if cell.floor is None else cell.floor.low,
-                "noise_floor_max": None if cell.floor is None else cell.floor.high,
+                **_key(setting), "n_dense": cell.n_dense, "n_pruned": cell.n_pruned, "h": None if p is None else p.h,
+                "pies_h_mean": None if p is None else p.pruned_mean,
+                "pies_h_min": None if p is None else int(p.pruned.min()),
+                "pies_h_max": None if p is None else int(p.pruned.max()),
+                "noise_floor_mean": None if p is None else p.floor_mean,
+                "noise_floor_min": None if p is None else int(p.floor.min()),
+                "noise_floor_max": None if p is None else int(p.floor.max()),
+                "excess": None if p is None else p.excess.estimate,
+                "excess_low": None if p is None else p.excess.low,
+                "excess_high": None if p is None else p.excess.high,
+                "subsets": None if p is None else ("every subset" if p.exact else f"{stats.n_splits} random splits"),
                 "above_floor": None if cell.above_floor is None else bool(cell.above_floor),
+                "pies_all": cell.count,
                 "_setting": setting, "_cell": cell,
             }
         )  # fmt: skip
 
     def row(r: Record) -> list[str]:
         cell: CellStats = r["_cell"]
-        if cell.floor is None or cell.half is None:
-            half = floor = ratio = DASH
-            verdict = "no floor (dense < 4 models)"
+        every = f"{cell.count} (all {cell.n_dense} vs {cell.n_pruned})"
+        if cell.pies is None:
+            return [r["_setting"].label(dataset=False), f"{cell.n_dense} / {cell.n_pruned}", DASH, DASH, DASH, DASH, DASH,
+                    "no floor (needs ≥ 3 dense and ≥ 2 pruned models)", every]  # fmt: skip
+        p = cell.pies
+        q = p.ratio
+        ratio = "∞ (floor 0)" if q == float("inf") else DASH if not math.isfinite(q) else f"×{q:.2f}"
+        if not p.excess.defined:
+            verdict = "cannot tell (no interval)"
+        elif p.above_floor:
+            verdict = "above the floor"
+        elif p.excess.below(0.0):
+            verdict = "below the floor"
         else:
-            half = f"{cell.half.fmt()} (h={cell.half.size})"
-            floor = cell.floor.fmt()
-            q = cell.floor_ratio
-            ratio = DASH if q is None or not math.isfinite(q) else f"×{q:.1f}"
-            if q is not None and q == float("inf"):
-                ratio = "∞ (floor 0)"
-            verdict = "above the floor" if cell.above_floor else "within the floor's range: noise"
-        matched = DASH if cell.matched is None else f"{cell.matched.fmt()} at {cell.matched.size}/{cell.matched.size}"
-        return [r["_setting"].label(dataset=False), f"{cell.n_dense} / {cell.n_pruned}", cell.pies.fmt(0), matched, half, floor, ratio, verdict]
+            verdict = "within the noise floor"
+        return [
+            r["_setting"].label(dataset=False), f"{cell.n_dense} / {cell.n_pruned}", str(p.h), _range(p.pruned), _range(p.floor),
+            p.excess.fmt(1, signed=True), ratio, verdict, every,
+        ]  # fmt: skip
 
     return _render(
         "pies_uncertainty",
-        "PIE counts against the noise floor",
+        "PIE counts against the noise floor, at one population size",
         (
-            f"PIEs [95% bootstrap interval over models, {stats.n_boot} resamples]; 'at equal size' = both populations "
-            f"subsampled to the smaller one (mean (min–max) over {stats.n_splits} draws); 'h vs h' = PIEs of h pruned models "
-            f"against one random half (h models) of the dense population, and the noise floor = that half against the other "
-            f"half, mean (min–max) over the same {stats.n_splits} splits — the like-for-like comparison. 'above the floor' = "
-            "the pruned mean exceeds the floor's maximum; a PIE count means something only well above the floor."
+            "h = min((dense − 1) // 2, pruned − 1); h vs h = PIEs of h pruned models against h dense models, noise floor = "
+            "PIEs of h dense models against h other dense models, from the same dense subsets (drawn without replacement: "
+            f"every subset when there are few, else {stats.n_splits} random matched splits), mean (min–max) over the subsets; "
+            f"excess = h vs h − floor, [ ] = {METHOD_TEXT}. 'above the floor' = the excess's interval lies above 0. "
+            "The last column is the PIE set of all models (the paper's count): it has no floor of its own size."
         ),
         [
-            "dataset", "method", "pruning", "sparsity", "n_dense", "n_pruned", "pies", "pies_low", "pies_high",
-            "pies_equal_n", "equal_n", "half", "pies_half_mean", "pies_half_min", "pies_half_max",
-            "noise_floor_mean", "noise_floor_min", "noise_floor_max", "above_floor",
+            "dataset", "method", "pruning", "sparsity", "n_dense", "n_pruned", "h", "pies_h_mean", "pies_h_min", "pies_h_max",
+            "noise_floor_mean", "noise_floor_min", "noise_floor_max", "excess", "excess_low", "excess_high", "subsets",
+            "above_floor", "pies_all",
         ],  # fmt: skip
         records,
         header=lambda dataset, _: [
-            "setting", "n dense / pruned", "PIEs [95% CI]", "at equal size", "h vs h: pruned", "h vs h: noise floor",
-            "pruned / floor", "verdict",
+            "setting", "n dense / pruned", "h", "PIEs h vs h", "noise floor h vs h", "excess [95% CI over models]",
+            "h vs h / floor", "verdict", "PIE set (all models; no floor of this size)",
         ],  # fmt: skip
         row=row,
     )
@@ -122,8 +135,8 @@ def oneshot_pairs(pairs: dict[Setting, CellPairs], *, show: Any = str) -> Table:
         "One-Shot children vs their dense parents",
         (
             "each One-Shot child (run.json parent_run) paired with its dense parent among the loaded runs; Δ = child − "
-            "parent test accuracy in points (both from their per-sample files), mean over the pairs with a 95% bootstrap "
-            "interval over pairs; child and parent accuracy mean ± std over the pairs."
+            "parent test accuracy in points (both from their per-sample files), mean over the pairs, [ ] = the paired "
+            "t-interval over the pairs (the jackknife over pairs); child and parent accuracy mean ± std over the pairs."
         ),
         ["dataset", "method", "pruning", "sparsity", "n_pairs", "n_children", "seeds", "deltas",
          "child_acc_mean", "parent_acc_mean", "delta_mean", "delta_low", "delta_high", "parents", "unpaired"],  # fmt: skip

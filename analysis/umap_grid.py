@@ -11,7 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.figure_base import Figure, FigureSet, _plt, _png
+from analysis.figure_base import Figure, FigureSet, _plt, _png, method_color
+from analysis.images import class_labels
 from analysis.runs import Population, Run, Setting, Study
 from common.run_folder import DENSE, method_key, method_name, pruning_name
 from common.run_folder import pruning_key as _pruning_key
@@ -48,9 +49,11 @@ def _umap_source(run: Run, keep: np.ndarray, seed: int) -> tuple[np.ndarray, np.
 
 
 def umap_grid_png(cells: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, str]], rows: list[str], cols: list[str], *, title: str,
-                  no_runs: frozenset[tuple[int, int]] = frozenset()) -> bytes:
+                  no_runs: frozenset[tuple[int, int]] = frozenset(), class_names: list[str] | None = None,
+                  row_colors: list[str] | None = None) -> bytes:
     """The grid; a cell without coordinates says why: ``no runs`` (no such population, the cells of
-    ``no_runs``) or ``no features saved`` (runs without saved representations)."""
+    ``no_runs``) or ``no features saved`` (runs without saved representations). Points are coloured
+    by class (legend: ``class_names`` when given); row labels (methods) in ``row_colors``."""
     plt = _plt()
     fig, axes = plt.subplots(len(rows), len(cols), figsize=(3.2 * len(cols), 3.2 * len(rows)), squeeze=False)
     cmap = plt.get_cmap("tab10")
@@ -66,12 +69,13 @@ def umap_grid_png(cells: dict[tuple[int, int], tuple[np.ndarray, np.ndarray, str
                 coords, labels, caption = cells[(i, j)]
                 for c in np.unique(labels):
                     sel = labels == c
-                    ax.scatter(coords[sel, 0], coords[sel, 1], s=2, color=cmap(int(c) % 10), alpha=0.7, linewidths=0, label=str(int(c)))
+                    name = class_names[int(c)] if class_names is not None and int(c) < len(class_names) else str(int(c))
+                    ax.scatter(coords[sel, 0], coords[sel, 1], s=2, color=cmap(int(c) % 10), alpha=0.7, linewidths=0, label=name)
                 ax.set_xlabel(caption, fontsize=7)
             if i == 0:
                 ax.set_title(col, fontsize=9)
             if j == 0:
-                ax.set_ylabel(row, fontsize=9)
+                ax.set_ylabel(row, fontsize=10, color="black" if row_colors is None else row_colors[i], fontweight="bold")
     handles, labels = [], []
     for ax in axes.ravel():
         h, names = ax.get_legend_handles_labels()
@@ -125,16 +129,20 @@ def umap_figures(study: Study, *, samples: int = 2000, seed: int = 0) -> FigureS
         if blank:
             out.missing.append(f"UMAP grid for {dataset}: blank cells, no saved representations for {'; '.join(blank)}")
         col_names = ["dense" if p == DENSE else f"{pruning_name(p)} {round(s * 100)}%" for p, s in cols]
+        c = max(pop.num_classes for pop in pops.values())
+        names, source = class_labels(study, dataset, c)
         out.figures.append(
             Figure(
                 name=f"umap_{dataset}.png",
                 title=f"Figure 5 — UMAP of the test representations, {dataset}",
                 how=(
-                    "one model per population (lowest seed): 2-D UMAP of its test representations h, coloured by true class; "
+                    "one model per population (lowest seed): 2-D UMAP of its test representations h, coloured by true class "
+                    f"(legend: {source}; row labels in the method's colour); "
                     f"from per_sample 'features' (umap-learn, {len(keep)} samples, seed {seed}) or else the UMAPPlot "
                     "callback's saved coordinates — each cell says which."
                 ),
-                png=umap_grid_png(cells, [method_name(m) for m in methods], col_names, title=f"UMAP — {dataset}", no_runs=frozenset(no_runs)),
+                png=umap_grid_png(cells, [method_name(m) for m in methods], col_names, title=f"UMAP — {dataset}", no_runs=frozenset(no_runs),
+                                  class_names=names, row_colors=[method_color(m) for m in methods]),
             )
         )
     return out

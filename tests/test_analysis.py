@@ -9,7 +9,7 @@ import json
 import shutil
 import subprocess
 import sys
-import zlib
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from analysis.cli import main as analyze
 from analysis.pies import modal_labels, modal_sets, overlap, pie_flags
 
 SEEDS = (0, 1, 2)  # pruned populations
-DENSE_SEEDS = (0, 1, 2, 3)  # dense populations: 4 models, so each has a PIE noise floor (two halves of 2)
+DENSE_SEEDS = (0, 1, 2, 3)  # dense populations: 4 models, so each has a PIE noise floor (1 vs 1 with any one left out)
 GMP = [
     "--pruning.class_path", "callbacks.pruning.GradualMagnitudePruning",
     "--pruning.init_args.final_sparsity", "0.5",
@@ -99,11 +99,12 @@ def build_population(root: Path) -> Path:
 @pytest.fixture(scope="module")
 def population(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """20 finished run folders ``<root>/runs/<experiment>/s<seed>``, trained in this process."""
+
     return build_population(tmp_path_factory.mktemp("population"))
 
 
 # -- an independent reading of the run folders (no analysis.* code) -----------------------------
-N_BOOT, N_SPLITS = 1000, 20  # analyze's defaults
+N_SPLITS = 20  # analyze's default (random splits are not used here: these populations are enumerated)
 
 
 def _load(population: Path, name: str, seeds: tuple[int, ...] | None = None) -> list[dict[str, np.ndarray]]:
@@ -137,46 +138,57 @@ def _acc_cell(population: Path, name: str) -> str:
     return f"{acc.mean():.2f} ± {std} (n={len(acc)})"
 
 
-def _rng(slug: str, purpose: str, seed: int = 0) -> np.random.Generator:
-    """The documented seed of a population's draws: SeedSequence([--stats-seed, crc32('<slug>|<purpose>')])."""
-    return np.random.default_rng([seed, zlib.crc32(f"{slug}|{purpose}".encode())])
+def _t_half(variances: list[float], sizes: list[int]) -> float:
+    """Student-t half-width of a sum of variance components (Welch–Satterthwaite df), with scipy."""
+    total = sum(variances)
+    df = total**2 / sum(v**2 / (n - 1) for v, n in zip(variances, sizes))
+    return float(stats.t.ppf(0.975, df) * np.sqrt(total))
 
 
-def _quantiles(samples: np.ndarray) -> tuple[float, float]:
-    low, high = np.quantile(samples, [0.025, 0.975])
-    return float(low), float(high)
+def _jackknife(statistic, sizes: list[int]) -> tuple[float, float, float]:  # type: ignore[no-untyped-def]
+    """(estimate, low, high): each model of each population left out once, Student-t quantile."""
+    full = [list(range(n)) for n in sizes]
+    estimate = statistic(full)
+    variances = []
+    for g, n in enumerate(sizes):
+        reps = np.array([statistic([k if j != g else [m for m in k if m != i] for j, k in enumerate(full)]) for i in range(n)])
+        variances.append((n - 1) / n * float(((reps - reps.mean()) ** 2).sum()))
+    half = _t_half(variances, sizes)
+    return estimate, estimate - half, estimate + half
 
 
-def _pies_of(dense: np.ndarray, pruned: np.ndarray, rows_d: np.ndarray, rows_p: np.ndarray) -> np.ndarray:
-    return np.array([int((_mode(dense[a]) != _mode(pruned[b])).sum()) for a, b in zip(rows_d, rows_p)])
+def _pies_between(a: np.ndarray, b: np.ndarray) -> int:
+    return int((_mode(a) != _mode(b)).sum())
 
 
-def _expected_cell(population: Path, method: str, name: str, slug: str) -> dict[str, object]:
+def _h_vs_h(dense: np.ndarray, pruned: np.ndarray, h: int, keep_d: list[int], keep_p: list[int]) -> tuple[list[int], list[int]]:
+    """PIEs of every (dense h-subset, pruned h-subset) pair and of every ordered pair of disjoint dense h-subsets."""
+    sd, sp = list(combinations(keep_d, h)), list(combinations(keep_p, h))
+    cross = [_pies_between(dense[list(a)], pruned[list(b)]) for a in sd for b in sp]
+    floor = [_pies_between(dense[list(a)], dense[list(b)]) for a in sd for b in sd if not set(a) & set(b)]
+    return cross, floor
+
+
+def _expected_cell(population: Path, method: str, name: str) -> dict[str, object]:
     """Table 1 / pies_uncertainty numbers of one pruned cell, computed here from the npz files alone."""
     dense_name = f"{method}_dense"
     dense, pruned = _preds(population, dense_name), _preds(population, name)
     acc_d, acc_p = _accs(population, dense_name), _accs(population, name)
     nd, npr = len(acc_d), len(acc_p)
-    rows_d = _rng(f"synthetic_{method}_dense_0", "models").integers(0, nd, size=(N_BOOT, nd))
-    rows_p = _rng(slug, "models").integers(0, npr, size=(N_BOOT, npr))
-    acc_low, acc_high = _quantiles(acc_p[rows_p].mean(1) - acc_d[rows_d].mean(1))
-    pie_low, pie_high = _quantiles(_pies_of(dense, pruned, rows_d, rows_p))
-    halves = _rng(f"synthetic_{method}_dense_0", "halves")
-    perms = np.stack([halves.permutation(nd) for _ in range(N_SPLITS)])
-    h = nd // 2
-    floor = _pies_of(dense, dense, perms[:, :h], perms[:, h : 2 * h])
-    draw = _rng(slug, "matched")
-    k = min(nd, npr)
-    ds = np.stack([draw.permutation(nd)[:k] for _ in range(N_SPLITS)])
-    ps = np.stack([draw.permutation(npr)[:k] for _ in range(N_SPLITS)])
-    matched = _pies_of(dense, pruned, ds, ps)
-    half_draw = _rng(slug, "half")
-    hp = np.stack([half_draw.permutation(npr)[: min(h, npr)] for _ in range(N_SPLITS)])
-    half = _pies_of(dense, pruned, perms[:, :h], hp)
+    half = _t_half([acc_p.var(ddof=1) / npr, acc_d.var(ddof=1) / nd], [npr, nd])  # Welch
+    h = min((nd - 1) // 2, npr - 1)
+    cross, floor = _h_vs_h(dense, pruned, h, list(range(nd)), list(range(npr)))
+
+    def excess(keep: list[list[int]]) -> float:
+        c, f = _h_vs_h(dense, pruned, h, keep[0], keep[1])
+        return float(np.mean(c) - np.mean(f))
+
+    est, low, high = _jackknife(excess, [nd, npr])
     return {
-        "count": int((_mode(dense) != _mode(pruned)).sum()),
-        "acc_diff": acc_p.mean() - acc_d.mean(), "acc_low": acc_low, "acc_high": acc_high,
-        "pie_low": pie_low, "pie_high": pie_high, "floor": floor, "matched": matched, "half": half, "k": k, "h": h,
+        "count": int((_mode(dense) != _mode(pruned)).sum()), "h": h, "nd": nd, "np": npr,
+        "acc_diff": acc_p.mean() - acc_d.mean(), "acc_low": acc_p.mean() - acc_d.mean() - half,
+        "acc_high": acc_p.mean() - acc_d.mean() + half, "cross": np.array(cross), "floor": np.array(floor),
+        "excess": est, "excess_low": low, "excess_high": high,
     }  # fmt: skip
 
 
@@ -293,9 +305,9 @@ def test_analyze_population_end_to_end(population: Path, tmp_path: Path, capsys:
     assert "--allow-incomplete" not in report.split("Made by")[0]  # no banner: every run is complete
 
     # every Table 1 cell, from an independent computation over the npz files: accuracy, its change vs
-    # dense with the bootstrap interval, the PIE count with its interval, at equal size, the noise floor
-    cells = {name: _expected_cell(population, method, name, slug) for name, (method, slug) in PRUNED_CELLS.items()}
-    floors = {m: _floor_text(cells[f"{m}_gmp"]["floor"]) for m in ("sup", "supcon")}
+    # dense with Welch's interval, the PIEs of h vs h beside the floor of h vs h, the excess with its
+    # jackknife interval over models, and the PIE set of all models
+    cells = {name: _expected_cell(population, method, name) for name, (method, _) in PRUNED_CELLS.items()}
 
     def acc(name: str) -> str:
         e = cells[name]
@@ -303,13 +315,12 @@ def test_analyze_population_end_to_end(population: Path, tmp_path: Path, capsys:
 
     def pie(name: str) -> str:
         e = cells[name]
-        floor = floors[PRUNED_CELLS[name][0]]
         return (
-            f"{e['count']} [{e['pie_low']:.0f}, {e['pie_high']:.0f}] (n=4 dense / 3 pruned) · at 3/3: "
-            f"{e['matched'].mean():.1f} · floor {floor}"
+            f"1 vs 1: {e['cross'].mean():.1f} · floor {e['floor'].mean():.1f} · excess {e['excess']:+.1f} "
+            f"[{e['excess_low']:+.1f}, {e['excess_high']:+.1f}] · all 4 vs 3: {e['count']}"
         )
 
-    dense_floor = {m: f"floor {floors[m]} (2 vs 2 models)" for m in floors}
+    dense_floor = {m: f"floor {_floor_text(cells[f'{m}_gmp']['floor'])} (1 vs 1 models)" for m in ("sup", "supcon")}
     header = "| sparsity | Sup/GMP acc (%) | Sup/GMP PIEs | Sup/One-Shot acc (%) | Sup/One-Shot PIEs | SCL/GMP acc (%) | SCL/GMP PIEs |"
     row0 = (
         f"| 0% | {_acc_cell(population, 'sup_dense')} | {dense_floor['sup']} | {_acc_cell(population, 'sup_dense')} | "
@@ -323,35 +334,38 @@ def test_analyze_population_end_to_end(population: Path, tmp_path: Path, capsys:
     table1_md = (out / "tables" / "table1.md").read_text()
     for text in (report, table1_md):
         assert header in text and row0 in text and row50 in text and row95 in text, text
-    assert "a PIE count means something only well above it" in table1_md
+    assert "has no floor of its size (that would need twice as many dense models)" in table1_md
     rows = {(r["method"], r["pruning"], r["sparsity"]): r for r in _csv(out / "tables" / "table1.csv")}
     assert set(rows) == {("sup", "dense", "0"), ("sup", "gmp", "0.5"), ("sup", "oneshot", "0.5"), ("sup", "oneshot", "0.95"),
                          ("supcon", "dense", "0"), ("supcon", "gmp", "0.5")}  # fmt: skip
     pies = {m: _scipy_pies(population, m) for m in ("sup", "supcon")}
     for method, flags in pies.items():
         row = rows[(method, "gmp", "0.5")]
-        assert int(row["pies"]) == int(flags.sum()) == cells[f"{method}_gmp"]["count"]
-        assert rows[(method, "dense", "0")]["pies"] == ""
-        assert (row["n_models"], row["n_dense"], row["seeds"], row["equal_n"]) == ("3", "4", "0 1 2", "3")
-        assert float(row["noise_floor_mean"]) == pytest.approx(cells[f"{method}_gmp"]["floor"].mean())
-        assert float(row["acc_diff_low"]) == pytest.approx(cells[f"{method}_gmp"]["acc_low"], abs=1e-4)
-    # the like-for-like comparison: h pruned vs h dense models beside the floor of h vs h
+        e = cells[f"{method}_gmp"]
+        assert int(row["pies"]) == int(flags.sum()) == e["count"]
+        assert rows[(method, "dense", "0")]["pies"] == "" and rows[(method, "dense", "0")]["h"] == "1"
+        assert (row["n_models"], row["n_dense"], row["seeds"], row["h"]) == ("3", "4", "0 1 2", "1")
+        assert float(row["noise_floor_mean"]) == pytest.approx(e["floor"].mean(), abs=1e-3)  # the CSV keeps 6 digits
+        assert float(row["acc_diff_low"]) == pytest.approx(e["acc_low"], abs=1e-4)
+        assert (float(row["excess_low"]), float(row["excess_high"])) == pytest.approx((e["excess_low"], e["excess_high"]), abs=1e-3)
+    # the like-for-like comparison: h pruned vs h dense models beside the floor of h vs h, the excess's interval
     uncertainty = {(r["method"], r["pruning"], r["sparsity"]): r for r in _csv(out / "tables" / "pies_uncertainty.csv")}
     for name, (method, slug) in PRUNED_CELLS.items():
         e = cells[name]
         row = uncertainty[(method, slug.split("_")[2], str(float(slug.split("_")[3]) / 100))]
-        assert float(row["pies_half_mean"]) == pytest.approx(e["half"].mean())
-        assert (int(row["half"]), float(row["noise_floor_max"])) == (2, float(e["floor"].max()))
-        assert row["above_floor"] == str(bool(e["half"].mean() > e["floor"].max()))
-    assert "A pruned cell's PIE count means something only well above its floor" in report
+        assert float(row["pies_h_mean"]) == pytest.approx(e["cross"].mean(), abs=1e-3)
+        assert (int(row["h"]), float(row["noise_floor_max"])) == (1, float(e["floor"].max()))
+        assert row["above_floor"] == str(bool(e["excess_low"] > 0)) and row["subsets"] == "every subset"
+        assert int(row["pies_all"]) == e["count"]
+    assert "A cell's PIEs mean something only when the excess over its floor has an interval above 0" in report
 
-    # One-Shot children paired with their parents: paired accuracy change, independent bootstrap
+    # One-Shot children paired with their parents: paired accuracy change, the paired t-interval
     pairs = {r["sparsity"]: r for r in _csv(out / "tables" / "oneshot_pairs.csv")}
     assert set(pairs) == {"0.5", "0.95"}
     parents = _accs(population, "sup_dense")[: len(SEEDS)]
     for name, key in (("sup_oneshot", "0.5"), ("sup_oneshot95", "0.95")):
         deltas = _accs(population, name) - parents
-        low, high = _quantiles(deltas[_rng(PRUNED_CELLS[name][1], "pairs").integers(0, 3, size=(N_BOOT, 3))].mean(1))
+        low, high = stats.t.interval(0.95, 2, loc=deltas.mean(), scale=stats.sem(deltas))
         row = pairs[key]
         assert (row["n_pairs"], row["n_children"], row["seeds"]) == ("3", "3", "0 1 2")
         assert float(row["delta_mean"]) == pytest.approx(deltas.mean(), abs=1e-4)
@@ -383,7 +397,8 @@ def test_analyze_population_end_to_end(population: Path, tmp_path: Path, capsys:
     # Table 6, every cell: PD of PIEs vs non-PIEs, from the pruned and from the dense models (all <= 5 seeds)
     assert "## Table 6 — prediction depth of PIEs vs non-PIEs (PD over the first 5 seeds per cell)" in report
     for method, flags in pies.items():
-        cells6 = [f"{int(flags.sum())} · floor {floors[method]}"]
+        e = cells[f"{method}_gmp"]
+        cells6 = [f"{int(flags.sum())} (all 4 vs 3) · 1 vs 1: {e['cross'].mean():.1f} vs floor {e['floor'].mean():.1f}"]
         for name in (f"{method}_gmp", f"{method}_dense"):
             pd = np.stack([r["pd_score"] for r in _load(population, name)]).astype(np.float64).mean(0)
             for part in (flags, ~flags):
@@ -414,9 +429,10 @@ def test_analyze_population_end_to_end(population: Path, tmp_path: Path, capsys:
     assert {f"tables/{t}" for t in TABLES} <= keys
     assert {f"figures/{Path(f).stem}" for f in figures} <= keys
     assert record["config"]["pie_tie"] == "lowest" and record["config"]["n_runs"] == 20
-    assert (record["config"]["pd_models"], record["config"]["bootstrap"], record["config"]["noise_splits"]) == (5, 1000, 20)
+    assert (record["config"]["pd_models"], record["config"]["noise_splits"]) == (5, 20) and "bootstrap" not in record["config"]
     assert record["summary"]["pies/synthetic/sup/gmp/0.5"] == int(pies["sup"].sum())
     assert record["summary"]["noise_floor_mean/synthetic/sup/gmp/0.5"] == pytest.approx(cells["sup_gmp"]["floor"].mean())
+    assert record["summary"]["excess_low/synthetic/sup/gmp/0.5"] == pytest.approx(cells["sup_gmp"]["excess_low"], abs=1e-4)
     assert any(a["type"] == "analysis" and "report.md" in a["files"] for a in record["artifacts"])
 
 
@@ -440,17 +456,17 @@ def test_disjoint_tie_rule_pd_models_and_rerun_replaces_output(population: Path,
     assert "Tie rule `disjoint`" in report
     assert "Figure 6 galleries: disabled (--gallery-images 0)" in report
     # Table 6 with --pd-models 2: PD over exactly seeds 0 and 1 of the pruned and of the dense population
-    halves = _rng("synthetic_sup_dense_0", "halves")
-    perms = [halves.permutation(4) for _ in range(N_SPLITS)]
-    floor = np.array([sum(1 for a, b in zip(modes(dense[p[:2]]), modes(dense[p[2:]])) if not a & b) for p in perms])
-    cells = [f"{int(flags.sum())} · floor {_floor_text(floor)}"]
+    # h = 1: one model's "mode" is its prediction, never tied, so h vs h is the same under both tie rules
+    cross = [int((dense[a] != pruned[b]).sum()) for a in range(4) for b in range(3)]
+    floor = [int((dense[a] != dense[b]).sum()) for a in range(4) for b in range(4) if a != b]
+    cells = [f"{int(flags.sum())} (all 4 vs 3) · 1 vs 1: {np.mean(cross):.1f} vs floor {np.mean(floor):.1f}"]
     for name in ("sup_gmp", "sup_dense"):
         pd = np.stack([r["pd_score"] for r in _load(population, name, (0, 1))]).astype(np.float64).mean(0)
         for part in (flags, ~flags):
             cells.append(f"{pd[part].mean():.2f} ± {pd[part].std():.2f} (n=2, {int(part.sum())} samples)" if part.any() else "– (0 samples)")
     cells.append("pruned 2 (0, 1); dense 2 (0, 1)")
     assert f"| Sup · GMP 50% | {' | '.join(cells)} |" in report
-    assert "| setting | PIEs | PD of PIEs (pruned models, first 2 seeds) |" in report
+    assert "| setting | PIEs: set of all models · h vs h beside its floor | PD of PIEs (pruned models, first 2 seeds) |" in report
     table6 = {(r["pruning"], r["sparsity"]): r for r in _csv(out / "tables" / "table6.csv")}
     assert (table6[("gmp", "0.5")]["pd_seeds_pruned"], table6[("gmp", "0.5")]["pd_seeds_dense"]) == ("0 1", "0 1")
 
@@ -538,8 +554,8 @@ def test_paper_numbers_beside_matching_cifar10_settings(population: Path, tmp_pa
     assert f"| 0% | {_acc_cell(population, 'sup_dense')} · paper 90.58 ± 0.38 | floor " in report
     row90 = next(line for line in report.splitlines() if line.startswith("| 90% | "))
     assert row90.startswith(f"| 90% | {_acc_cell(population, 'sup_gmp')} · Δ ")
-    assert f" · paper 89.47 ± 0.36 | {int(_scipy_pies(population, 'sup').sum())} [" in row90
-    assert row90.split(" | ")[2].endswith(" · paper 273")
+    assert " · paper 89.47 ± 0.36 | 1 vs 1: " in row90
+    assert row90.split(" | ")[2].endswith(f" · all 4 vs 3: {int(_scipy_pies(population, 'sup').sum())} · paper (all 30 vs 30) 273")
     assert next(line for line in report.splitlines() if line.startswith("| 99% | ")).startswith("| 99% | (no runs) |  | ")
     assert "appendix Table 3, Sup/GMP PIEs of Hooker et al. 2019 (ResNet) vs the paper (WRN-16-2): 30%: 114 vs 188, 50%: 144 vs 179" in report
     row = next(r for r in _csv(out / "tables" / "table1.csv") if r["pruning"] == "gmp" and r["method"] == "sup" and r["sparsity"] == "0.9")
@@ -671,7 +687,7 @@ def test_population_of_one_model(population: Path, tmp_path: Path, monkeypatch: 
     assert analyze(["--runs", "runs", "--out", "report", "--wandb-mode", "disabled", "--allow-single"]) == 0
     assert "warning: population(s) of one model, reported with n=1 and std '–'" in capsys.readouterr().err
     acc = np.mean(_load(population, "sup_dense")[0]["pred"] == _load(population, "sup_dense")[0]["label"]) * 100
-    assert f"| 0% | {acc:.2f} ± – (n=1) | – (noise floor needs ≥ 4 dense models) |" in (tmp_path / "report" / "report.md").read_text()
+    assert f"| 0% | {acc:.2f} ± – (n=1) | – (noise floor needs ≥ 3 dense models) |" in (tmp_path / "report" / "report.md").read_text()
 
 
 def test_out_folder_errors_and_nothing_half_written(population: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
@@ -820,10 +836,20 @@ def test_figure6_labels_and_what_happens_without_the_dataset(
     out = tmp_path / "report"
     assert analyze(["--runs", str(runs), "--out", str(out), "--wandb-mode", "disabled", "--gallery-images", "5"]) == 0
     report = (out / "report.md").read_text()
-    count = int(_scipy_pies(population, "sup").sum())
+    dense, pruned = _mode(_preds(population, "sup_dense")), _mode(_preds(population, "sup_gmp"))
+    labels = _load(population, "sup_dense")[0]["label"]
+    count = int((dense != pruned).sum())
+    right = int(((dense != pruned) & (pruned == labels) & (dense != labels)).sum())  # the paper's selection, at 50 % here
     assert (out / "figures" / "figure6_flips_synthetic_sup_gmp_50.png").is_file()
-    assert f"*How:* {min(5, count)} of the {count} PIEs, those on which each population agrees most with its own mode first" in report
+    if right:
+        how = f"*How:* pruned models right, dense models wrong, at 50% — the paper shows 30%, which these runs do not have; {min(5, right)} of the {count} PIEs"
+    else:
+        how = f"*How:* not the paper's selection: any flip at 50% (no PIE here has the pruned models right and the dense ones wrong); {min(5, count)} of the {count} PIEs"
+    assert how in report, report
     assert "labels: class names of datamodules.SyntheticDataModule" in report
+    # the class names label every per-class axis and column too
+    assert "classes: class names of datamodules.SyntheticDataModule" in report
+    assert "| setting | n | 0: class0 | 1: class1 |" in (out / "tables" / "pies_per_class.md").read_text()
     # the dataset cannot be built: the gallery is not drawn, the reason says why, the tables are all there
     for config in runs.glob("*/*/config.yaml"):
         config.write_text(config.read_text().replace("datamodules.SyntheticDataModule", "datamodules.NoSuchDataModule"))
@@ -835,6 +861,19 @@ def test_figure6_labels_and_what_happens_without_the_dataset(
         "cannot import datamodules.NoSuchDataModule (AttributeError: module 'datamodules' has no attribute 'NoSuchDataModule')"
     ) in report
     assert (out / "tables" / "table1.csv").is_file()
+    # at 30 % (relabelled copies, the dataset back), the paper's own cell: its selection, or said that there is none
+    runs30 = tmp_path / "runs30"
+    shutil.copytree(runs, runs30)
+    for run in runs30.glob("*/*"):
+        _relabel(run, 0.3 if run.parent.name == "sup_gmp" else None)
+        config = run / "config.yaml"
+        config.write_text(config.read_text().replace("datamodules.NoSuchDataModule", "datamodules.SyntheticDataModule"))
+    assert analyze(["--runs", str(runs30), "--out", str(out), "--wandb-mode", "disabled", "--gallery-images", "5"]) == 0
+    report = (out / "report.md").read_text()
+    if right:
+        assert f"*How:* the paper's selection: 30%, pruned models right, dense models wrong; {min(5, right)} of the {count} PIEs" in report
+    else:
+        assert "*How:* not the paper's selection: any flip at 30% (no PIE here has the pruned models right" in report
 
 
 def test_run_json_records_of_the_population(population: Path) -> None:

@@ -1,12 +1,14 @@
-"""analysis.stats: bootstrap intervals over models, PIE counts of model selections, the PIE noise
-floor, size-matched PIE counts and rank correlation — each against an independent NumPy/SciPy
-computation on synthetic arrays (loops over rows, scipy.stats.mode, np.quantile), plus the
-degenerate cases whose answer is known exactly."""
+"""analysis.stats: intervals over models (the jackknife with a Student-t quantile, the percentile
+bootstrap kept for comparison), PIE counts of model selections, PIEs of h pruned vs h dense models
+beside the noise floor of h vs h, and rank correlation — each against an independent NumPy/SciPy
+computation on synthetic arrays (loops over rows and subsets, scipy.stats.mode / t, np.quantile),
+plus the degenerate cases whose answer is known exactly."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ import pytest
 from scipy import stats as scipy_stats
 
 from analysis import stats
+from analysis.estimators import pie_comparison, relative_change
 from analysis.pies import pie_flags
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,50 +76,126 @@ def test_identical_populations_have_no_pies_and_all_agreeing_models_no_noise_flo
     same = np.tile(np.arange(8), (5, 1))
     assert stats.pie_counts(preds, preds.copy(), same, same).tolist() == [0] * 5
     agree = np.tile(labels, (8, 1))  # all models predict the same class everywhere
-    floor = stats.noise_floor(agree, n_splits=20, seed=0)
-    assert floor.counts.tolist() == [0] * 20 and (floor.mean, floor.low, floor.high, floor.half) == (0.0, 0, 0, 4)
+    splits = stats.MatchedSplits(stats.DenseSplits(agree, 3, num_classes=10), agree[:5])
+    pruned, floor = splits.counts()
+    assert splits.exact and set(pruned.tolist()) == {0} and set(floor.tolist()) == {0}
+    comparison = pie_comparison(splits)
+    assert (comparison.excess.estimate, comparison.excess.low, comparison.excess.high) == (0.0, 0.0, 0.0)
     boot = stats.pie_counts(agree, agree, stats.bootstrap_indices(8, 100, 0), stats.bootstrap_indices(8, 100, 1))
     assert boot.tolist() == [0] * 100
-    matched = stats.matched_pie_counts(agree, agree[:3], n_draws=7, seed=0)
-    assert matched.size == 3 and matched.counts.tolist() == [0] * 7
 
 
-def test_noise_floor_is_half_against_half_of_documented_splits() -> None:
+def _subsets(n: int, h: int) -> list[tuple[int, ...]]:
+    return list(combinations(range(n), h))
+
+
+@pytest.mark.parametrize("tie", ["lowest", "disjoint"])
+def test_matched_splits_enumerate_every_subset_at_one_size(tie: str) -> None:
+    """h pruned vs h dense: every (dense h-subset, pruned h-subset) pair; the floor: every ordered pair of
+    disjoint dense h-subsets — and with a model left out, only the subsets without it."""
     rng = np.random.default_rng(3)
     labels = rng.integers(0, 10, size=250)
-    preds = _population(rng, 7, 250, labels, 0.5)  # odd: the 7th model sits out of each split
-    floor = stats.noise_floor(preds, n_splits=12, seed=[5, 9])
-    draw = np.random.default_rng([5, 9])
-    expected = []
-    for _ in range(12):
-        perm = draw.permutation(7)
-        a, b = preds[perm[:3]], preds[perm[3:6]]
-        expected.append(int((_mode_lowest(a) != _mode_lowest(b)).sum()))
-    assert floor.half == 3 and floor.n_models == 7
-    np.testing.assert_array_equal(floor.counts, expected)
-    assert floor.fmt() == f"{np.mean(expected):.1f} ({min(expected)}–{max(expected)})"
-    first, second = stats.split_halves(7, 12, [5, 9])
-    assert all(not set(a) & set(b) for a, b in zip(first, second))
-    with pytest.raises(ValueError, match="a noise floor needs >= 4 models"):
-        stats.noise_floor(preds[:3])
+    dense, pruned = _population(rng, 7, 250, labels, 0.5), _population(rng, 5, 250, labels, 0.7)
+    h = stats.comparison_size(7, 5)
+    assert h == 3 and stats.comparison_size(5, 5) == 2 and stats.comparison_size(2, 9) == 0 and stats.comparison_size(9, 2) == 1
+    splits = stats.MatchedSplits(stats.DenseSplits(dense, h, tie=tie, num_classes=10), pruned)
+    assert splits.exact
+    for keep_d, keep_p in ((np.arange(7), np.arange(5)), (np.delete(np.arange(7), 2), np.arange(5)), (np.arange(7), np.arange(1, 5))):
+        got_pruned, got_floor = splits.counts(keep_d, keep_p)
+        sd = [s for s in _subsets(7, h) if set(s) <= set(keep_d.tolist())]
+        sp = [s for s in _subsets(5, h) if set(s) <= set(keep_p.tolist())]
+        expected = _loop_pies(dense, pruned, np.array([a for a in sd for _ in sp]), np.array([b for _ in sd for b in sp]), tie, 10)
+        np.testing.assert_array_equal(np.sort(got_pruned), np.sort(expected))
+        pairs = [(a, b) for a in sd for b in sd if not set(a) & set(b)]
+        floor = _loop_pies(dense, dense, np.array([a for a, _ in pairs]), np.array([b for _, b in pairs]), tie, 10)
+        np.testing.assert_array_equal(np.sort(got_floor), np.sort(floor))
+        assert splits.excess(keep_d, keep_p) == pytest.approx(expected.mean() - floor.mean())
 
 
-def test_matched_pie_counts_subsample_the_larger_population() -> None:
+@pytest.mark.parametrize("tie", ["lowest", "disjoint"])
+def test_matched_splits_of_large_populations_follow_the_documented_permutations(tie: str) -> None:
+    """Too many subsets to enumerate: split s takes the kept models in the order of permutation s —
+    D1 = the first h dense, D2 the next h, P the first h pruned — and leaving a model out keeps every
+    permutation (its incremental vote update equals a recount)."""
     rng = np.random.default_rng(4)
-    labels = rng.integers(0, 10, size=150)
-    dense = _population(rng, 9, 150, labels, 0.3)
-    pruned = _population(rng, 4, 150, labels, 0.6)
-    got = stats.matched_pie_counts(dense, pruned, n_draws=10, seed=11)
-    draw = np.random.default_rng(11)
-    ds = np.stack([draw.permutation(9)[:4] for _ in range(10)])
-    ps = np.stack([draw.permutation(4)[:4] for _ in range(10)])
-    assert got.size == 4
-    np.testing.assert_array_equal(got.counts, _loop_pies(dense, pruned, ds, ps, "lowest", 10))
-    with pytest.raises(ValueError, match=r"size=5 must be in \[1, min\(models\)\] = \[1, 4\]"):
-        stats.matched_pie_counts(dense, pruned, size=5)
+    labels = rng.integers(0, 10, size=200)
+    dense, pruned = _population(rng, 15, 200, labels, 0.5), _population(rng, 12, 200, labels, 0.7)
+    h = stats.comparison_size(15, 12)  # 7: C(15, 7) = 6435 subsets, random splits
+    splits = stats.MatchedSplits(stats.DenseSplits(dense, h, tie=tie, num_classes=10, n_splits=9, seed=[5, 1]), pruned, seed=[5, 2])
+    assert h == 7 and not splits.exact
+    perm_d = np.stack([p for p in (lambda r: [r.permutation(15) for _ in range(9)])(np.random.default_rng([5, 1]))])
+    perm_p = np.stack([p for p in (lambda r: [r.permutation(12) for _ in range(9)])(np.random.default_rng([5, 2]))])
+    for keep_d, keep_p in ((np.arange(15), np.arange(12)), (np.delete(np.arange(15), 4), np.arange(12)),
+                           (np.arange(15), np.delete(np.arange(12), 0)), (np.arange(13), np.arange(10))):  # fmt: skip
+        od = np.stack([p[np.isin(p, keep_d)] for p in perm_d])
+        op = np.stack([p[np.isin(p, keep_p)] for p in perm_p])
+        got_pruned, got_floor = splits.counts(keep_d, keep_p)
+        np.testing.assert_array_equal(got_pruned, _loop_pies(dense, pruned, od[:, :h], op[:, :h], tie, 10))
+        np.testing.assert_array_equal(got_floor, _loop_pies(dense, dense, od[:, :h], od[:, h : 2 * h], tie, 10))
 
 
-# -- bootstrap intervals ----------------------------------------------------------------------------
+def test_pie_comparison_interval_is_the_jackknife_over_both_populations() -> None:
+    rng = np.random.default_rng(6)
+    labels = rng.integers(0, 10, size=300)
+    dense, pruned = _population(rng, 5, 300, labels, 0.4), _population(rng, 5, 300, labels, 0.6)
+    splits = stats.MatchedSplits(stats.DenseSplits(dense, 2, num_classes=10), pruned)
+    got = pie_comparison(splits)
+    full = splits.excess()
+    reps_d = np.array([splits.excess(np.delete(np.arange(5), i), np.arange(5)) for i in range(5)])
+    reps_p = np.array([splits.excess(np.arange(5), np.delete(np.arange(5), i)) for i in range(5)])
+    v = [4 / 5 * ((r - r.mean()) ** 2).sum() for r in (reps_d, reps_p)]
+    df = sum(v) ** 2 / (v[0] ** 2 / 4 + v[1] ** 2 / 4)
+    half = scipy_stats.t.ppf(0.975, df) * np.sqrt(sum(v))
+    assert got.h == 2 and got.excess.estimate == pytest.approx(full)
+    assert (got.excess.low, got.excess.high) == pytest.approx((full - half, full + half))
+    assert got.excess.method == "jackknife-t" and got.excess.resamples == "models"
+    assert got.pruned_mean > got.floor_mean and got.above_floor == (full - half > 0)
+
+
+# -- intervals over models (the method analyze uses) ----------------------------------------------
+def test_over_models_is_the_t_interval_of_a_mean_and_welch_of_a_difference() -> None:
+    rng = np.random.default_rng(5)
+    a, b = rng.normal(90, 0.4, size=5), rng.normal(88, 1.5, size=7)
+    got = stats.mean_over_models(a)
+    low, high = scipy_stats.t.interval(0.95, 4, loc=a.mean(), scale=scipy_stats.sem(a))
+    assert (got.estimate, got.low, got.high) == pytest.approx((a.mean(), low, high))
+    va, vb = a.var(ddof=1) / 5, b.var(ddof=1) / 7
+    df = (va + vb) ** 2 / (va**2 / 4 + vb**2 / 6)  # Welch–Satterthwaite
+    half = scipy_stats.t.ppf(0.975, df) * np.sqrt(va + vb)
+    diff = stats.difference_over_models(a, b)
+    assert (diff.low, diff.high) == pytest.approx((a.mean() - b.mean() - half, a.mean() - b.mean() + half))
+    paired = stats.paired_over_models(a, a - 1.0 + rng.normal(0, 0.1, 5))
+    assert paired.estimate == pytest.approx(1.0, abs=0.2) and paired.contains(paired.estimate)
+    assert (diff.method, diff.resamples) == ("jackknife-t", "models")
+
+
+def test_jackknife_of_a_nonlinear_statistic_matches_a_loop() -> None:
+    rng = np.random.default_rng(9)
+    d, p = rng.normal(0.7, 0.03, 6), rng.normal(0.6, 0.05, 4)
+    got = stats.jackknife(lambda keep: p[keep[1]].mean() / d[keep[0]].mean() - 1, [6, 4])
+    reps_d = np.array([p.mean() / np.delete(d, i).mean() - 1 for i in range(6)])
+    reps_p = np.array([np.delete(p, i).mean() / d.mean() - 1 for i in range(4)])
+    v = np.array([5 / 6 * ((reps_d - reps_d.mean()) ** 2).sum(), 3 / 4 * ((reps_p - reps_p.mean()) ** 2).sum()])
+    assert got.estimate == pytest.approx(p.mean() / d.mean() - 1)
+    np.testing.assert_allclose(got.variances, v)
+    assert got.df == pytest.approx(v.sum() ** 2 / (v[0] ** 2 / 5 + v[1] ** 2 / 3))
+    ci = got.interval()
+    assert ci.high - ci.estimate == pytest.approx(scipy_stats.t.ppf(0.975, got.df) * np.sqrt(v.sum()))
+    assert not stats.over_models(lambda keep: float(d[keep[0]].mean()), [1]).defined  # one model: no spread
+    assert stats.over_models(lambda keep: 2.0, [3, 3]).fmt() == "2.00 [2.00, 2.00]"  # no spread at all: a point
+
+
+def test_every_interval_over_models_contains_its_estimate() -> None:
+    """Symmetric about the estimate by construction — unlike a bootstrap of a PIE count, whose
+    resamples repeat models and inflate the modal vote."""
+    rng = np.random.default_rng(10)
+    for _ in range(50):
+        n, m = rng.integers(2, 9, size=2)
+        a, b = rng.lognormal(0, 1, n), rng.lognormal(0.5, 2, m)
+        for ci in (stats.mean_over_models(a), stats.difference_over_models(a, b), relative_change(a, b)):
+            assert ci.contains(ci.estimate)
+
+
 def test_bootstrap_interval_of_a_constant_is_a_point() -> None:
     ci = stats.mean_interval(np.full(7, 3.5), n_boot=500, seed=0)
     assert (ci.estimate, ci.low, ci.high) == (3.5, 3.5, 3.5)
@@ -190,6 +269,10 @@ def test_bad_input_is_named() -> None:
         stats.pie_counts(np.zeros((2, 3), int), np.zeros((2, 3), int), np.zeros((1, 1), int), np.zeros((1, 1), int), tie="first")
     with pytest.raises(ValueError, match="n_boot=0 must be an integer >= 1"):
         stats.bootstrap_indices(3, 0, 0)
+    with pytest.raises(ValueError, match=r"h=3 needs >= 7 dense models \(two disjoint halves with any one left out\), got 6"):
+        stats.DenseSplits(np.zeros((6, 4), int), 3)
+    with pytest.raises(ValueError, match=r"h=2 needs >= 3 pruned models \(any one left out\), got 2"):
+        stats.MatchedSplits(stats.DenseSplits(np.zeros((5, 4), int), 2), np.zeros((2, 4), int))
 
 
 def test_the_statistics_and_tables_import_neither_torch_nor_lightning() -> None:

@@ -35,6 +35,7 @@ PURE_MODULES = [
     "analysis.intervals",
     "analysis.selections",
     "analysis.pies",
+    "analysis.estimators",
     "callbacks.metrics.prediction_depth",
     "callbacks.metrics.probe_extraction",
     "training.naming",
