@@ -284,7 +284,7 @@ def test_the_statistics_and_tables_import_neither_torch_nor_lightning() -> None:
         "        if name.split('.')[0] in ('torch', 'lightning', 'pytorch_lightning', 'torchvision'):\n"
         "            raise ImportError('blocked: ' + name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import analysis.stats, analysis.uncertainty, analysis.pairs, analysis.findings, analysis.tables, analysis.report\n"
+        "import analysis.stats, analysis.uncertainty, analysis.pairs, analysis.findings, analysis.tables, analysis.report, analysis.simulation\n"
         "print('ok')\n"
     )
     done = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=120, check=False)

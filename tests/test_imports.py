@@ -36,6 +36,7 @@ PURE_MODULES = [
     "analysis.selections",
     "analysis.pies",
     "analysis.estimators",
+    "analysis.simulation",
     "callbacks.metrics.prediction_depth",
     "callbacks.metrics.probe_extraction",
     "training.naming",
