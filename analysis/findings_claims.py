@@ -63,7 +63,7 @@ class Finding:
         if sup + dire == n:
             return "direction only (sizes not all of the paper's order)" if sup else "direction only"
         if sup:
-            return "partly supports (the rest is direction only or cannot be resolved)"
+            return f"partly supports (the rest {'cannot be resolved' if not dire else 'is direction only or cannot be resolved'})"
         if dire:
             return "direction only in part (the rest cannot be resolved)"
         return "cannot resolve"

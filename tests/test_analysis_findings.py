@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from analysis.findings import all_findings, judge
+from analysis.findings import Claim, Finding, all_findings, judge
 from analysis.pies import pies_per_setting
 from analysis.runs import DENSE, Run, Setting, Study, group_runs
 from analysis.stats import Interval, difference_over_models
@@ -105,6 +105,16 @@ def test_a_resolved_direction_of_another_size_than_the_papers_is_direction_only(
     assert judge(Interval(-0.2, -0.3, -0.1), -0.22, expected_positive=False)[0] == "supported"
     assert judge(Interval(1.0, -1.0, 3.0), paper) == ("cannot resolve", "")
     assert judge(Interval(-2.0, -3.0, -1.0), paper) == ("contradicted", "")
+    # a finding's verdict says what its sub-claims add up to, and names what the rest is
+    def verdict(*claims: str) -> str:
+        return Finding("F0", "", "toy", claims=[Claim("", c, "") for c in claims]).verdict
+
+    assert verdict("supported", "supported") == "supports"
+    assert verdict("supported", "direction only") == "direction only (sizes not all of the paper's order)"
+    assert verdict("supported", "cannot resolve") == "partly supports (the rest cannot be resolved)"
+    assert verdict("supported", "direction only", "cannot resolve") == "partly supports (the rest is direction only or cannot be resolved)"
+    assert verdict("direction only", "cannot resolve") == "direction only in part (the rest cannot be resolved)"
+    assert verdict("supported", "contradicted") == "mixed" and verdict() == "cannot resolve"
 
 
 def test_findings_contradicted_by_the_mirror_image() -> None:
