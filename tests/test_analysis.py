@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import TINY_SUP, TINY_SUPCON
 from scipy import stats
+from test_analysis_report import check_output
 from wandb_offline import find_offline_run, history_keys, read_offline_run
 
 from analysis.cli import main as analyze
@@ -358,6 +359,7 @@ def test_analyze_population_end_to_end(population: Path, tmp_path: Path, capsys:
         assert row["above_floor"] == str(bool(e["excess_low"] > 0)) and row["subsets"] == "every subset"
         assert int(row["pies_all"]) == e["count"]
     assert "A cell's PIEs mean something only when the excess over its floor has an interval above 0" in report
+    assert check_output(out) > 20  # every printed interval contains its estimate; counts beside floors of their size
 
     # One-Shot children paired with their parents: paired accuracy change, the paired t-interval
     pairs = {r["sparsity"]: r for r in _csv(out / "tables" / "oneshot_pairs.csv")}
